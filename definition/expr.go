@@ -1,0 +1,467 @@
+package definition
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// Env is what an expression sees. The engine fills it for each
+// evaluation: input (the start input), data (the instance data), steps
+// (step id to {"output": ...} for the steps that completed in scope),
+// item and index (the current foreach item), iteration (the current
+// while iteration, from 0).
+type Env map[string]any
+
+// envNames are the names every expression may use.
+var envNames = Env{
+	"input":     map[string]any{},
+	"data":      map[string]any{},
+	"steps":     map[string]any{},
+	"item":      nil,
+	"index":     0,
+	"iteration": 0,
+}
+
+// Expr is a compiled expression.
+type Expr struct {
+	Source string
+	prog   *vm.Program
+}
+
+// CompileExpr compiles src against the names of Env; it is how every
+// expression is checked at registration.
+func CompileExpr(src string) (*Expr, error) {
+	if strings.TrimSpace(src) == "" {
+		return nil, errors.New("empty expression")
+	}
+
+	prog, err := expr.Compile(src, expr.Env(map[string]any(envNames)))
+	if err != nil {
+		return nil, fmt.Errorf("compiling %q: %w", src, firstLine(err))
+	}
+
+	return &Expr{Source: src, prog: prog}, nil
+}
+
+// Eval runs the expression over env.
+func (e *Expr) Eval(env Env) (any, error) {
+	out, err := expr.Run(e.prog, map[string]any(env))
+	if err != nil {
+		return nil, fmt.Errorf("evaluating %q: %w", e.Source, firstLine(err))
+	}
+
+	return out, nil
+}
+
+// EvalBool runs the expression and requires a boolean.
+func (e *Expr) EvalBool(env Env) (bool, error) {
+	out, err := e.Eval(env)
+	if err != nil {
+		return false, err
+	}
+
+	b, ok := out.(bool)
+	if !ok {
+		return false, fmt.Errorf("evaluating %q: got %T, want bool", e.Source, out)
+	}
+
+	return b, nil
+}
+
+// EvalString runs the expression and renders a string, number or bool
+// result as text; event keys use it.
+func (e *Expr) EvalString(env Env) (string, error) {
+	out, err := e.Eval(env)
+	if err != nil {
+		return "", err
+	}
+
+	switch v := out.(type) {
+	case string:
+		return v, nil
+	case json.Number:
+		return v.String(), nil
+	case int, int64, float64, bool:
+		return fmt.Sprint(v), nil
+	}
+
+	return "", fmt.Errorf("evaluating %q: got %T, want string", e.Source, out)
+}
+
+// EvalTime runs the expression and reads an instant: an RFC 3339 string,
+// a time.Time, or a number of Unix seconds.
+func (e *Expr) EvalTime(env Env) (time.Time, error) {
+	out, err := e.Eval(env)
+	if err != nil {
+		return time.Time{}, err
+	}
+
+	switch v := out.(type) {
+	case time.Time:
+		return v, nil
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("evaluating %q: %w", e.Source, err)
+		}
+		return t, nil
+	}
+
+	if f, ok := toFloat(out); ok {
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(frac*1e9)), nil
+	}
+
+	return time.Time{}, fmt.Errorf("evaluating %q: got %T, want an instant", e.Source, out)
+}
+
+func firstLine(err error) error {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+
+	return errors.New(s)
+}
+
+// DurationExpr is a duration written either as a literal ("90s") or as
+// an expression giving a duration string or a number of seconds.
+type DurationExpr struct {
+	Literal time.Duration
+	Expr    *Expr
+}
+
+// CompileDuration reads src as a duration literal, else as an expression.
+func CompileDuration(src string) (*DurationExpr, error) {
+	if d, err := time.ParseDuration(strings.TrimSpace(src)); err == nil {
+		if d < 0 {
+			return nil, fmt.Errorf("negative duration %q", src)
+		}
+		return &DurationExpr{Literal: d}, nil
+	}
+
+	e, err := CompileExpr(src)
+	if err != nil {
+		return nil, fmt.Errorf("not a duration and %w", err)
+	}
+
+	return &DurationExpr{Expr: e}, nil
+}
+
+// Eval gives the duration; a negative result counts as zero.
+func (d *DurationExpr) Eval(env Env) (time.Duration, error) {
+	if d.Expr == nil {
+		return d.Literal, nil
+	}
+
+	out, err := d.Expr.Eval(env)
+	if err != nil {
+		return 0, err
+	}
+
+	var dur time.Duration
+	switch v := out.(type) {
+	case string:
+		dur, err = time.ParseDuration(v)
+		if err != nil {
+			return 0, fmt.Errorf("evaluating %q: %w", d.Expr.Source, err)
+		}
+	case time.Duration:
+		dur = v
+	default:
+		f, ok := toFloat(out)
+		if !ok {
+			return 0, fmt.Errorf("evaluating %q: got %T, want a duration", d.Expr.Source, out)
+		}
+		dur = time.Duration(f * float64(time.Second))
+	}
+
+	return max(dur, 0), nil
+}
+
+// Mapping builds a value from expressions: a string is one expression,
+// objects and arrays are walked, other values are constants.
+type Mapping struct {
+	expr   *Expr
+	object map[string]*Mapping
+	array  []*Mapping
+	value  any
+}
+
+// CompileMapping compiles every expression in v; path names v in errors.
+func CompileMapping(v any, path string) (*Mapping, error) {
+	switch t := v.(type) {
+	case string:
+		e, err := CompileExpr(t)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return &Mapping{expr: e}, nil
+	case map[string]any:
+		m := &Mapping{object: make(map[string]*Mapping, len(t))}
+		for k, sub := range t {
+			c, err := CompileMapping(sub, path+"."+k)
+			if err != nil {
+				return nil, err
+			}
+			m.object[k] = c
+		}
+		return m, nil
+	case []any:
+		m := &Mapping{array: make([]*Mapping, len(t))}
+		for i, sub := range t {
+			c, err := CompileMapping(sub, fmt.Sprintf("%s[%d]", path, i))
+			if err != nil {
+				return nil, err
+			}
+			m.array[i] = c
+		}
+		if m.array == nil {
+			m.array = []*Mapping{}
+		}
+		return m, nil
+	}
+
+	return &Mapping{value: v}, nil
+}
+
+// Eval builds the value over env.
+func (m *Mapping) Eval(env Env) (any, error) {
+	switch {
+	case m.expr != nil:
+		return m.expr.Eval(env)
+	case m.object != nil:
+		out := make(map[string]any, len(m.object))
+		keys := make([]string, 0, len(m.object))
+		for k := range m.object {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v, err := m.object[k].Eval(env)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = v
+		}
+		return out, nil
+	case m.array != nil:
+		out := make([]any, len(m.array))
+		for i, sub := range m.array {
+			v, err := sub.Eval(env)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+
+	return m.value, nil
+}
+
+// Path is a place in the instance data: keys from the root, written as
+// "a.b.c" or with quoted keys as `a["b.c"]`.
+type Path []string
+
+// ParsePath reads a data path.
+func ParsePath(s string) (Path, error) {
+	var p Path
+	rest := s
+	for rest != "" {
+		if strings.HasPrefix(rest, "[") {
+			end := strings.Index(rest, "]")
+			if end < 0 {
+				return nil, fmt.Errorf("path %q: unclosed [", s)
+			}
+			key, err := strconv.Unquote(rest[1:end])
+			if err != nil {
+				return nil, fmt.Errorf("path %q: key %s is not a quoted string", s, rest[1:end])
+			}
+			p = append(p, key)
+			rest = strings.TrimPrefix(rest[end+1:], ".")
+			continue
+		}
+
+		end := strings.IndexAny(rest, ".[")
+		if end < 0 {
+			end = len(rest)
+		}
+		key := rest[:end]
+		if key == "" {
+			return nil, fmt.Errorf("path %q: empty key", s)
+		}
+		p = append(p, key)
+		rest = rest[end:]
+		rest = strings.TrimPrefix(rest, ".")
+	}
+
+	if len(p) == 0 {
+		return nil, fmt.Errorf("path %q: empty", s)
+	}
+
+	return p, nil
+}
+
+// String renders the path in the form ParsePath reads.
+func (p Path) String() string {
+	var b strings.Builder
+	for i, k := range p {
+		if strings.ContainsAny(k, ".[]\"") || k == "" {
+			b.WriteString("[" + strconv.Quote(k) + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(k)
+	}
+
+	return b.String()
+}
+
+// Set writes v at the path inside data, making objects on the way and
+// replacing non-objects that stand in it.
+func (p Path) Set(data map[string]any, v any) {
+	cur := data
+	for _, k := range p[:len(p)-1] {
+		next, ok := cur[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			cur[k] = next
+		}
+		cur = next
+	}
+
+	cur[p[len(p)-1]] = v
+}
+
+// Overlaps reports whether writing to one path can change the other.
+func (p Path) Overlaps(q Path) bool {
+	n := min(len(p), len(q))
+	for i := range n {
+		if p[i] != q[i] {
+			return false
+		}
+	}
+
+	return true
+}
+
+// InputSchema is a compiled JSON Schema for start inputs.
+type InputSchema struct {
+	schema *jsonschema.Schema
+}
+
+// CompileSchema compiles a JSON Schema document.
+func CompileSchema(doc []byte) (*InputSchema, error) {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return nil, fmt.Errorf("reading schema: %w", err)
+	}
+
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("input.json", v); err != nil {
+		return nil, fmt.Errorf("adding schema: %w", err)
+	}
+
+	s, err := c.Compile("input.json")
+	if err != nil {
+		return nil, fmt.Errorf("compiling schema: %w", firstLine(err))
+	}
+
+	return &InputSchema{schema: s}, nil
+}
+
+// Validate checks a JSON document against the schema.
+func (s *InputSchema) Validate(doc []byte) error {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return fmt.Errorf("reading input: %w", err)
+	}
+
+	if err := s.schema.Validate(v); err != nil {
+		return fmt.Errorf("input does not match the schema: %w", err)
+	}
+
+	return nil
+}
+
+// Normalize turns decoded JSON into values expressions can compute with:
+// a json.Number becomes an int when it is whole and fits, a float64 when
+// that keeps every digit, and stays a json.Number (which writes back
+// unchanged) otherwise.
+func Normalize(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := strconv.ParseInt(t.String(), 10, 64); err == nil {
+			return int(i)
+		}
+		f, err := strconv.ParseFloat(t.String(), 64)
+		if err == nil && sameNumber(t.String(), f) {
+			return f
+		}
+		return t
+	case map[string]any:
+		for k, sub := range t {
+			t[k] = Normalize(sub)
+		}
+		return t
+	case []any:
+		for i, sub := range t {
+			t[i] = Normalize(sub)
+		}
+		return t
+	}
+
+	return v
+}
+
+func sameNumber(text string, f float64) bool {
+	back, err := strconv.ParseFloat(strconv.FormatFloat(f, 'g', -1, 64), 64)
+	if err != nil || back != f {
+		return false
+	}
+
+	a, errA := strconv.ParseFloat(text, 64)
+	return errA == nil && a == f && significantDigits(text) <= 15
+}
+
+func significantDigits(s string) int {
+	s = strings.TrimLeft(s, "+-")
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.Replace(s, ".", "", 1)
+	s = strings.TrimLeft(s, "0")
+	s = strings.TrimRight(s, "0")
+
+	return len(s)
+}
+
+func toFloat(v any) (float64, bool) {
+	switch t := v.(type) {
+	case int:
+		return float64(t), true
+	case int64:
+		return float64(t), true
+	case float64:
+		return t, true
+	case json.Number:
+		f, err := t.Float64()
+		return f, err == nil
+	}
+
+	return 0, false
+}
