@@ -1,0 +1,178 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/weftworks/weft/store"
+)
+
+// failInstance ends the instance as failed.
+func (r *run) failInstance(reason string, errJSON json.RawMessage) {
+	r.finalize(store.InstanceFailed, reason, errJSON)
+}
+
+// finalize gives the instance a final status and removes everything it
+// still holds: steps, timers, tasks and subscriptions.
+func (r *run) finalize(status store.InstanceStatus, reason string, errJSON json.RawMessage) {
+	if r.final {
+		return
+	}
+	r.loadAll()
+	if r.err != nil {
+		return
+	}
+
+	for _, p := range r.sorted() {
+		if p.isTask() && p.inFlight() {
+			r.stopWorkers = true
+		}
+		r.cancelPtr(p)
+	}
+	r.clearTimers(0)
+
+	r.final = true
+	r.inst.Status = status
+	r.inst.Reason = reason
+	r.inst.EndedAt = r.now
+	if errJSON != nil {
+		r.inst.Error = errJSON
+	}
+	r.ist.Draining = nil
+
+	typ := map[store.InstanceStatus]string{
+		store.InstanceCompleted:  auditInstanceCompleted,
+		store.InstanceFailed:     auditInstanceFailed,
+		store.InstanceCancelled:  auditInstanceCancelled,
+		store.InstanceTerminated: auditInstanceTerminate,
+	}[status]
+	data := map[string]any{}
+	if reason != "" {
+		data["reason"] = reason
+	}
+	if errJSON != nil {
+		data["error"] = errJSON
+	}
+	r.audit(typ, nil, data)
+}
+
+// pause stops new work from starting.
+func (r *run) pause(reason string) error {
+	if err := r.commandable(); err != nil {
+		return err
+	}
+	if r.inst.Status != store.InstanceRunning {
+		return fmt.Errorf("pausing %s instance: %w", r.inst.Status, ErrWrongStatus)
+	}
+
+	if reason == "" {
+		reason = "paused by request"
+	}
+	r.inst.Status = store.InstancePaused
+	r.inst.Reason = reason
+	r.audit(auditInstancePaused, nil, map[string]any{"reason": reason})
+
+	return nil
+}
+
+// resume lets a paused instance go on: steps that waited start, a step
+// suspended by its failure runs again with a fresh attempt budget, and
+// timers that came due meanwhile fire in due order.
+func (r *run) resume() error {
+	if err := r.commandable(); err != nil {
+		return err
+	}
+	if r.inst.Status != store.InstancePaused {
+		return fmt.Errorf("resuming %s instance: %w", r.inst.Status, ErrWrongStatus)
+	}
+
+	r.loadAll()
+	r.inst.Status = store.InstanceRunning
+	r.inst.Reason = ""
+	r.audit(auditInstanceResumed, nil, nil)
+
+	for _, p := range r.sorted() {
+		if !p.st.Suspended || p.row.Status != store.StepFailed {
+			continue
+		}
+		p.st.Suspended = false
+		p.st.BudgetBase = p.row.Attempt
+		p.row.Status = store.StepPending
+		p.row.EndedAt = zeroTime
+		p.row.Work = true
+		r.touch(p)
+	}
+
+	return nil
+}
+
+// cancel begins a cancel: nothing new starts, attempts in flight drain,
+// then the on_cancel steps run.
+func (r *run) cancel(reason string) error {
+	if err := r.commandable(); err != nil {
+		return err
+	}
+	if r.inst.Status == store.InstanceCancelling {
+		return fmt.Errorf("cancelling a cancelling instance: %w", ErrWrongStatus)
+	}
+
+	r.loadAll()
+	if reason == "" {
+		reason = "cancelled by request"
+	}
+	r.inst.Status = store.InstanceCancelling
+	r.inst.Reason = reason
+	r.ist.CancelReason = reason
+	r.audit(auditCancelRequested, nil, map[string]any{"reason": reason})
+
+	for _, p := range r.sorted() {
+		if p.row.Status.Final() {
+			continue
+		}
+		if p.isTask() && p.inFlight() {
+			r.ist.Draining = append(r.ist.Draining, p.row.ID)
+			r.touch(p)
+			continue
+		}
+		r.cancelPtr(p)
+	}
+
+	if len(r.ist.Draining) > 0 {
+		r.stopWorkers = true
+		r.setTimer(nil, store.TimerCancelGrace, r.now.Add(r.e.opts.CancelGrace), true)
+		return nil
+	}
+	r.startCleanup()
+
+	return nil
+}
+
+// startCleanup runs the on_cancel steps.
+func (r *run) startCleanup() {
+	r.ist.Cleanup = true
+	r.clearTimer(0, store.TimerCancelGrace)
+	r.audit(auditCleanupStarted, nil, nil)
+	r.spawn(nil, r.g.Cancel, 0, ptrState{})
+}
+
+// terminate ends the instance at once without cleanup.
+func (r *run) terminate(reason string) error {
+	if err := r.commandable(); err != nil {
+		return err
+	}
+
+	if reason == "" {
+		reason = "terminated by request"
+	}
+	r.finalize(store.InstanceTerminated, reason, nil)
+
+	return nil
+}
+
+func (r *run) commandable() error {
+	if r.inst.Status.Final() {
+		return fmt.Errorf("instance %s is %s: %w", r.inst.ID, r.inst.Status, ErrFinished)
+	}
+
+	return nil
+}

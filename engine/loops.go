@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// scheduleLoop claims runnable instances and hands them to the workers.
+// It sleeps until the earliest due instance, a wake-up, or the poll
+// interval, whichever comes first.
+func (e *Engine) scheduleLoop(ctx context.Context) {
+	jobs := make(chan store.Instance, e.opts.ClaimBatch)
+	for range e.opts.Workers {
+		e.runLoop(ctx, func(ctx context.Context) { e.work(ctx, jobs) })
+	}
+	defer close(jobs)
+
+	for ctx.Err() == nil {
+		insts, err := e.store.InstanceClaim(ctx, store.InstanceClaimParams{
+			Owner: e.opts.NodeID,
+			Limit: min(e.opts.ClaimBatch, cap(jobs)-len(jobs)+1),
+			TTL:   e.opts.LeaseTTL,
+			Now:   e.clock.Now(),
+		})
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("claiming instances failed", keyErr, err)
+			_ = sleep(ctx, e.opts.PollInterval)
+			continue
+		}
+
+		e.counters.Claims.Add(int64(len(insts)))
+		for _, inst := range insts {
+			select {
+			case jobs <- inst:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if len(insts) > 0 {
+			continue
+		}
+
+		e.idle(ctx, e.wakeSched, e.nextDue(ctx))
+	}
+}
+
+// nextDue is how long the scheduler may sleep.
+func (e *Engine) nextDue(ctx context.Context) time.Duration {
+	due, ok, err := e.store.InstanceNextDue(ctx)
+	if err != nil || !ok {
+		return e.opts.PollInterval
+	}
+
+	return min(max(due.Sub(e.clock.Now()), time.Millisecond), e.opts.PollInterval)
+}
+
+// idle waits for a wake-up or d.
+func (e *Engine) idle(ctx context.Context, wake chan struct{}, d time.Duration) {
+	e.counters.IdlePolls.Add(1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+
+	select {
+	case <-ctx.Done():
+	case <-wake:
+	case <-t.C:
+	}
+}
+
+// work advances the instances the scheduler claimed.
+func (e *Engine) work(ctx context.Context, jobs <-chan store.Instance) {
+	for inst := range jobs {
+		if ctx.Err() != nil {
+			return
+		}
+		e.advance(context.WithoutCancel(ctx), inst)
+	}
+}
+
+// advance runs transitions on a claimed instance until one commits, the
+// lease is lost, or the instance keeps conflicting.
+func (e *Engine) advance(ctx context.Context, claimed store.Instance) {
+	unlock := e.locks.lock(claimed.ID)
+	defer unlock()
+
+	for try := 0; try < 20; try++ {
+		ld, err := e.store.InstanceLoad(ctx, store.InstanceLoadParams{
+			InstanceID: claimed.ID, Now: e.clock.Now(),
+		})
+		if err != nil {
+			e.log.Warn("loading instance failed", keyInstance, claimed.ID, keyErr, err)
+			return
+		}
+		if ld.Instance.LeaseOwner != e.opts.NodeID || ld.Instance.LeaseEpoch != claimed.LeaseEpoch {
+			e.counters.LeaseLost.Add(1)
+			return
+		}
+
+		err = e.advanceOnce(ctx, ld)
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, store.ErrConflict):
+			continue
+		case errors.Is(err, store.ErrLeaseLost):
+			e.log.Info("lease lost", keyInstance, claimed.ID)
+			return
+		default:
+			e.log.Error("advancing instance failed", keyInstance, claimed.ID, keyErr, err)
+			return
+		}
+	}
+	e.log.Warn("instance kept conflicting", keyInstance, claimed.ID)
+}
+
+func (e *Engine) advanceOnce(ctx context.Context, ld store.Loaded) error {
+	r, err := e.newRun(ctx, ld, false)
+	if err != nil {
+		return err
+	}
+
+	r.process()
+	if r.err != nil && !errors.Is(r.err, store.ErrConflict) {
+		e.log.Error("instance cannot advance", keyInstance, ld.Instance.ID, keyErr, r.err)
+		return e.failBroken(ctx, ld, r.err)
+	}
+
+	return e.commit(ctx, r)
+}
+
+// failBroken fails an instance whose state the engine cannot work with,
+// so that it does not come back forever.
+func (e *Engine) failBroken(ctx context.Context, ld store.Loaded, cause error) error {
+	r, err := e.newRun(ctx, ld, false)
+	if err != nil {
+		return err
+	}
+
+	r.failInstance("engine_error", mustJSON(&store.StepError{Code: "engine_error", Message: cause.Error()}))
+
+	return e.commit(ctx, r)
+}
+
+// sweepLoop delivers events whose time has come.
+func (e *Engine) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(e.opts.PollInterval)
+	defer t.Stop()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+
+		n, err := e.store.EventSweep(ctx, e.clock.Now())
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("sweeping events failed", keyErr, err)
+			continue
+		}
+		if n > 0 {
+			e.wake(e.wakeSched)
+		}
+	}
+}

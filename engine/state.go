@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/weftworks/weft/definition"
+	"github.com/weftworks/weft/store"
+)
+
+// Frame kinds: a frame pointer runs one block of its container step
+// (a parallel branch, a foreach or while iteration) and reports to the
+// container pointer above it.
+const (
+	frameBranch    = "branch"
+	frameIteration = "iteration"
+)
+
+// ptrState is the engine's bookkeeping kept in a pointer's State column.
+type ptrState struct {
+	// Frame marks a frame pointer; Block is the block a block-running
+	// pointer runs and Idx the position of its current child in it.
+	Frame string `json:"frame,omitempty"`
+	Block string `json:"block,omitempty"`
+	Idx   int    `json:"idx,omitempty"`
+
+	// Scope holds, for root and iteration pointers, the outputs of the
+	// steps that completed inside them: step id to {"output": value}.
+	Scope map[string]any `json:"scope,omitempty"`
+	// Item and Index are a foreach iteration's item; Iter is a while
+	// iteration's number from 0.
+	Item    any  `json:"item,omitempty"`
+	Index   int  `json:"index,omitempty"`
+	HasItem bool `json:"has_item,omitempty"`
+	Iter    int  `json:"iter,omitempty"`
+
+	// Foreach: the items, the next one to start, and counts.
+	Items   []any `json:"items,omitempty"`
+	Next    int   `json:"next,omitempty"`
+	Running int   `json:"running,omitempty"`
+	Done    int   `json:"done,omitempty"`
+	// Outstanding counts a parallel step's branches still running.
+	Outstanding int `json:"outstanding,omitempty"`
+	// Loops counts a while step's finished iterations.
+	Loops int `json:"loops,omitempty"`
+
+	// Task: the attempt that opened the current retry budget, and
+	// whether the step failed under the suspend behaviour.
+	BudgetBase int  `json:"budget_base,omitempty"`
+	Suspended  bool `json:"suspended,omitempty"`
+
+	// Wait: the key fixed at start, and whether the timeout branch runs.
+	Key       string `json:"key,omitempty"`
+	TimedOut  bool   `json:"timed_out,omitempty"`
+	ItemCount int    `json:"item_count,omitempty"`
+}
+
+// instState is the engine's bookkeeping kept in an instance's State.
+type instState struct {
+	// Draining lists the task pointers whose attempts were in flight
+	// when the cancel began and have not reported yet.
+	Draining []int64 `json:"draining,omitempty"`
+	// Cleanup is set once the on_cancel steps have started.
+	Cleanup bool `json:"cleanup,omitempty"`
+	// PausedFrom says whether a pause came from a command or a step.
+	CancelReason string `json:"cancel_reason,omitempty"`
+}
+
+// ptr is a loaded pointer with its decoded state.
+type ptr struct {
+	row   store.Step
+	st    ptrState
+	node  *definition.Node
+	dirty bool
+}
+
+func decodePtr(g *definition.Graph, row store.Step) (*ptr, error) {
+	p := &ptr{row: row}
+	if len(row.State) > 0 {
+		if err := json.Unmarshal(row.State, &p.st); err != nil {
+			return nil, fmt.Errorf("decoding step %d state: %w", row.ID, err)
+		}
+		p.st.Item = definition.Normalize(p.st.Item)
+		for i := range p.st.Items {
+			p.st.Items[i] = definition.Normalize(p.st.Items[i])
+		}
+		for k, v := range p.st.Scope {
+			p.st.Scope[k] = definition.Normalize(v)
+		}
+	}
+
+	node, ok := g.Nodes[row.StepID]
+	if !ok {
+		return nil, fmt.Errorf("step %d: %q is not in the definition", row.ID, row.StepID)
+	}
+	p.node = node
+
+	return p, nil
+}
+
+func (p *ptr) encode() (store.Step, error) {
+	st, err := json.Marshal(p.st)
+	if err != nil {
+		return store.Step{}, fmt.Errorf("encoding step %d state: %w", p.row.ID, err)
+	}
+
+	row := p.row
+	if string(st) == "{}" {
+		st = nil
+	}
+	row.State = st
+
+	return row, nil
+}
+
+// isTask reports whether the pointer runs a task step itself.
+func (p *ptr) isTask() bool {
+	return p.st.Frame == "" && p.node.Kind == definition.KindTask
+}
+
+// inFlight reports whether the pointer's attempt is with a worker.
+func (p *ptr) inFlight() bool {
+	return p.row.Status == store.StepDispatched || p.row.Status == store.StepRunning
+}
