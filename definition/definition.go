@@ -67,8 +67,13 @@ type Definition struct {
 // Defaults holds the retry policy, timeouts and failure action that task
 // steps inherit.
 type Defaults struct {
-	Retry     *RetryPolicy  `json:"retry,omitempty"`
-	Timeouts  *Timeouts     `json:"timeouts,omitempty"`
+	// Retry is merged field by field under each task step's own policy,
+	// over the package defaults (DefaultMaxAttempts and the rest).
+	Retry *RetryPolicy `json:"retry,omitempty"`
+	// Timeouts are merged field by field under each task step's own.
+	Timeouts *Timeouts `json:"timeouts,omitempty"`
+	// OnFailure applies to task steps that set none; FailInstance when
+	// empty.
 	OnFailure FailureAction `json:"on_failure,omitempty"`
 }
 
@@ -87,6 +92,10 @@ type RetryPolicy struct {
 	Jitter float64 `json:"jitter,omitempty"`
 	// NonRetryable lists error codes that fail the step at once.
 	NonRetryable []string `json:"non_retryable,omitempty"`
+
+	// keys holds the fields present in the source, so that an explicit
+	// zero (max_attempts: 0) can be told from an absent field.
+	keys map[string]bool
 }
 
 // Timeouts bound one attempt of a task step. Empty means no limit.
@@ -171,17 +180,24 @@ type Step struct {
 	// set and fails otherwise.
 	CancelIf       string `json:"cancel_if,omitempty"`
 	CancelContinue bool   `json:"cancel_continue,omitempty"`
+
+	// keys holds the fields present in the source, so that a field
+	// written with its zero value still counts as written.
+	keys map[string]bool
 }
 
 // Branch is one branch of a parallel step.
 type Branch struct {
 	// Name is an optional label for people.
-	Name  string  `json:"name,omitempty"`
+	Name string `json:"name,omitempty"`
+	// Steps run in order; a branch has at least one.
 	Steps []*Step `json:"steps"`
 }
 
 // Case is one branch of a switch step.
 type Case struct {
-	When  string  `json:"when"`
+	// When is a boolean expression; the first case whose When holds runs.
+	When string `json:"when"`
+	// Steps run when the case is chosen; a case has at least one.
 	Steps []*Step `json:"steps"`
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -23,14 +24,15 @@ import (
 // while iteration, from 0).
 type Env map[string]any
 
-// envNames are the names every expression may use.
-var envNames = Env{
-	"input":     map[string]any{},
-	"data":      map[string]any{},
-	"steps":     map[string]any{},
-	"item":      nil,
-	"index":     0,
-	"iteration": 0,
+// envTypes are the names every expression may use, with their types.
+// The item is typed as any (not nil) so that "item.name" compiles.
+var envTypes = types.Map{
+	"input":     types.TypeOf(map[string]any{}),
+	"data":      types.TypeOf(map[string]any{}),
+	"steps":     types.TypeOf(map[string]any{}),
+	"item":      types.Any,
+	"index":     types.Int,
+	"iteration": types.Int,
 }
 
 // Expr is a compiled expression.
@@ -46,7 +48,7 @@ func CompileExpr(src string) (*Expr, error) {
 		return nil, errors.New("empty expression")
 	}
 
-	prog, err := expr.Compile(src, expr.Env(map[string]any(envNames)))
+	prog, err := expr.Compile(src, expr.Env(envTypes))
 	if err != nil {
 		return nil, fmt.Errorf("compiling %q: %w", src, firstLine(err))
 	}
@@ -280,31 +282,19 @@ func ParsePath(s string) (Path, error) {
 	var p Path
 	rest := s
 	for rest != "" {
-		if strings.HasPrefix(rest, "[") {
-			end := strings.Index(rest, "]")
-			if end < 0 {
-				return nil, fmt.Errorf("path %q: unclosed [", s)
-			}
-			key, err := strconv.Unquote(rest[1:end])
-			if err != nil {
-				return nil, fmt.Errorf("path %q: key %s is not a quoted string", s, rest[1:end])
-			}
-			p = append(p, key)
-			rest = strings.TrimPrefix(rest[end+1:], ".")
-			continue
-		}
-
-		end := strings.IndexAny(rest, ".[")
-		if end < 0 {
-			end = len(rest)
-		}
-		key := rest[:end]
-		if key == "" {
-			return nil, fmt.Errorf("path %q: empty key", s)
+		key, next, err := pathKey(rest)
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", s, err)
 		}
 		p = append(p, key)
-		rest = rest[end:]
-		rest = strings.TrimPrefix(rest, ".")
+
+		rest = next
+		if strings.HasPrefix(rest, ".") {
+			rest = rest[1:]
+			if rest == "" {
+				return nil, fmt.Errorf("path %q: empty key", s)
+			}
+		}
 	}
 
 	if len(p) == 0 {
@@ -314,11 +304,46 @@ func ParsePath(s string) (Path, error) {
 	return p, nil
 }
 
+// pathKey reads the key at the start of a path: a name up to the next
+// '.' or '[', or a quoted string in brackets.
+func pathKey(rest string) (key, next string, err error) {
+	if strings.HasPrefix(rest, "[") {
+		q, err := strconv.QuotedPrefix(rest[1:])
+		if err != nil || !strings.HasPrefix(rest[1+len(q):], "]") {
+			end := strings.Index(rest, "]")
+			if end < 0 {
+				return "", "", errors.New("unclosed [")
+			}
+			return "", "", fmt.Errorf("key %s is not a quoted string", rest[1:end])
+		}
+		unquoted, _ := strconv.Unquote(q)
+		next = rest[1+len(q)+1:]
+		if next != "" && next[0] != '.' && next[0] != '[' {
+			return "", "", fmt.Errorf("unexpected %q after ]", next[0])
+		}
+		return unquoted, next, nil
+	}
+
+	end := strings.IndexAny(rest, ".[")
+	if end < 0 {
+		end = len(rest)
+	}
+	key = rest[:end]
+	switch {
+	case key == "":
+		return "", "", errors.New("empty key")
+	case strings.ContainsAny(key, "]\""):
+		return "", "", fmt.Errorf("key %s needs quotes and brackets", key)
+	}
+
+	return key, rest[end:], nil
+}
+
 // String renders the path in the form ParsePath reads.
 func (p Path) String() string {
 	var b strings.Builder
 	for i, k := range p {
-		if strings.ContainsAny(k, ".[]\"") || k == "" {
+		if strings.ContainsAny(k, ".[]\"\\") || k == "" {
 			b.WriteString("[" + strconv.Quote(k) + "]")
 			continue
 		}
@@ -372,16 +397,57 @@ func CompileSchema(doc []byte) (*InputSchema, error) {
 	}
 
 	c := jsonschema.NewCompiler()
-	if err := c.AddResource("input.json", v); err != nil {
+	c.UseLoader(noLoader{})
+	if err := c.AddResource(schemaURL, v); err != nil {
 		return nil, fmt.Errorf("adding schema: %w", err)
 	}
 
-	s, err := c.Compile("input.json")
+	s, err := c.Compile(schemaURL)
 	if err != nil {
-		return nil, fmt.Errorf("compiling schema: %w", firstLine(err))
+		return nil, fmt.Errorf("compiling schema: %w", schemaError(err))
 	}
 
 	return &InputSchema{schema: s}, nil
+}
+
+// schemaURL names an input schema inside the compiler; it is not a file
+// path, so that messages do not depend on the working directory.
+const schemaURL = "https://weft.invalid/input.json"
+
+// noLoader refuses every external reference: an input schema must not
+// make the server read files or fetch URLs.
+type noLoader struct{}
+
+// Load refuses to load url.
+func (noLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("external reference %q is not allowed", url)
+}
+
+// schemaError makes one line of a schema compilation error: for a schema
+// that breaks the metaschema, the deepest causes, joined.
+func schemaError(err error) error {
+	var sv *jsonschema.SchemaValidationError
+	if !errors.As(err, &sv) {
+		return firstLine(err)
+	}
+
+	lines := strings.Split(sv.Err.Error(), "\n")
+	var leaves []string
+	for i := 1; i < len(lines); i++ {
+		indent := len(lines[i]) - len(strings.TrimLeft(lines[i], " "))
+		next := -1
+		if i+1 < len(lines) {
+			next = len(lines[i+1]) - len(strings.TrimLeft(lines[i+1], " "))
+		}
+		if next <= indent {
+			leaves = append(leaves, strings.TrimPrefix(strings.TrimSpace(lines[i]), "- "))
+		}
+	}
+	if len(leaves) == 0 {
+		return firstLine(err)
+	}
+
+	return errors.New(strings.Join(leaves, "; "))
 }
 
 // Validate checks a JSON document against the schema.

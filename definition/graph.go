@@ -61,6 +61,7 @@ type Node struct {
 	// Branches is the number of parallel branches; Cases the number of
 	// switch cases (their conditions are in When).
 	Branches int
+	Cases    int
 	When     []*Expr
 
 	// Task fields, with defaults applied.
@@ -132,6 +133,8 @@ const (
 	MaxSteps = 2000
 	// MaxAttemptsLimit is the largest max_attempts accepted.
 	MaxAttemptsLimit = 1000
+	// MaxIterationsLimit is the largest max_iterations accepted.
+	MaxIterationsLimit = 1_000_000
 )
 
 // Block returns the steps of the named block, or nil.

@@ -66,7 +66,7 @@ func (r *run) taskCompleted(p *ptr, rep *store.Report) {
 		return
 	}
 
-	r.tr.TasksDelete = append(r.tr.TasksDelete, p.row.ID)
+	r.dropTask(p.row.ID)
 	if r.inst.Status == store.InstanceCancelling && !r.inCleanup(p) {
 		r.complete(p, out, true)
 		r.drained(p)
@@ -81,7 +81,7 @@ func (r *run) attemptFailed(p *ptr, serr *store.StepError, auditType string) {
 	p.row.Error = mustJSON(serr)
 	p.row.Work = false
 	r.touch(p)
-	r.tr.TasksDelete = append(r.tr.TasksDelete, p.row.ID)
+	r.dropTask(p.row.ID)
 	r.clearTimers(p.row.ID)
 	r.audit(auditType, p, serr)
 
@@ -189,7 +189,7 @@ func (r *run) handleTimer(t store.Timer) {
 		}
 	case store.TimerWaitTimeout:
 		if p.row.Status == store.StepWaiting {
-			r.tr.SubscriptionsDelete = append(r.tr.SubscriptionsDelete, p.row.ID)
+			r.dropSubscription(p.row.ID)
 			p.st.TimedOut = true
 			p.row.Status = store.StepRunning
 			r.audit(auditWaitTimedOut, p, nil)
@@ -242,7 +242,7 @@ func (r *run) checkWaits() {
 			continue
 		}
 
-		r.tr.SubscriptionsDelete = append(r.tr.SubscriptionsDelete, p.row.ID)
+		r.dropSubscription(p.row.ID)
 		r.audit(auditWaitAbandoned, p, nil)
 		if !p.node.CancelContinue {
 			r.failInstance("wait_abandoned: "+p.node.ID, errorJSON(p, &store.StepError{
@@ -266,13 +266,22 @@ func (r *run) cancelPtr(p *ptr) {
 	p.row.EndedAt = r.now
 	r.touch(p)
 	r.clearTimers(p.row.ID)
-	r.tr.TasksDelete = append(r.tr.TasksDelete, p.row.ID)
+	r.dropTask(p.row.ID)
 	if p.node.Kind == definition.KindWait && p.st.Frame == "" {
-		r.tr.SubscriptionsDelete = append(r.tr.SubscriptionsDelete, p.row.ID)
+		r.dropSubscription(p.row.ID)
 	}
 	if wasTask {
 		r.audit(auditStepCancelled, p, nil)
 	}
+}
+
+// dropSubscription removes a wait's subscription. One added by this
+// same transition is taken out of it: the store deletes before it adds,
+// so a delete alone would leave the new subscription behind.
+func (r *run) dropSubscription(id int64) {
+	r.tr.SubscriptionsAdd = slices.DeleteFunc(r.tr.SubscriptionsAdd,
+		func(s store.Subscription) bool { return s.PointerID == id })
+	r.tr.SubscriptionsDelete = append(r.tr.SubscriptionsDelete, id)
 }
 
 // drained notes that an attempt in flight at cancel time has ended.
@@ -281,4 +290,11 @@ func (r *run) drained(p *ptr) {
 	if len(r.ist.Draining) == 0 && !r.ist.Cleanup {
 		r.startCleanup()
 	}
+}
+
+// dropTask removes a pointer's dispatch rows, those this transition
+// adds included (the store deletes before it adds).
+func (r *run) dropTask(id int64) {
+	r.tr.TasksAdd = slices.DeleteFunc(r.tr.TasksAdd, func(t store.Task) bool { return t.PointerID == id })
+	r.tr.TasksDelete = append(r.tr.TasksDelete, id)
 }

@@ -56,7 +56,6 @@ type run struct {
 	tr          store.Transition
 	timerOps    map[store.TimerKey]*store.Timer
 	dataDirty   bool
-	instDirty   bool
 	final       bool
 	dispatched  int
 	stopWorkers bool

@@ -1,0 +1,204 @@
+package definition
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParsePath(t *testing.T) {
+	tests := []struct {
+		src  string
+		want Path
+		err  string
+	}{
+		{src: "a", want: Path{"a"}},
+		{src: "a.b.c", want: Path{"a", "b", "c"}},
+		{src: `a["b.c"].d`, want: Path{"a", "b.c", "d"}},
+		{src: `["x y"]`, want: Path{"x y"}},
+		{src: "", err: "empty"},
+		{src: "a..b", err: "empty key"},
+		{src: `a["b`, err: "unclosed ["},
+		{src: "a[b]", err: "not a quoted string"},
+	}
+	for _, tt := range tests {
+		got, err := ParsePath(tt.src)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParsePath(%q): got error %v, want %q", tt.src, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParsePath(%q) = %v, %v; want %v", tt.src, got, err, tt.want)
+		}
+	}
+}
+
+func TestPathStringRoundTrip(t *testing.T) {
+	for _, p := range []Path{{"a"}, {"a", "b"}, {"a.b", "c"}, {"x", `q"uote`}, {"a", "[b]"}} {
+		back, err := ParsePath(p.String())
+		if err != nil || !reflect.DeepEqual(back, p) {
+			t.Errorf("%#v renders %q, which reads back as %#v (%v)", p, p.String(), back, err)
+		}
+	}
+}
+
+func TestPathOverlaps(t *testing.T) {
+	tests := []struct {
+		a, b Path
+		want bool
+	}{
+		{Path{"a"}, Path{"a"}, true},
+		{Path{"a"}, Path{"a", "b"}, true},
+		{Path{"a", "b"}, Path{"a"}, true},
+		{Path{"a", "b"}, Path{"a", "c"}, false},
+		{Path{"a"}, Path{"b"}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Overlaps(tt.b); got != tt.want {
+			t.Errorf("%v overlaps %v: got %v", tt.a, tt.b, got)
+		}
+	}
+}
+
+func TestPathSet(t *testing.T) {
+	data := map[string]any{"a": "scalar"}
+	Path{"a", "b"}.Set(data, 1)
+	Path{"c"}.Set(data, 2)
+
+	want := map[string]any{"a": map[string]any{"b": 1}, "c": 2}
+	if !reflect.DeepEqual(data, want) {
+		t.Errorf("got %v, want %v", data, want)
+	}
+}
+
+func TestMapping(t *testing.T) {
+	src := map[string]any{
+		"name":  "item.name",
+		"n":     json.Number("12345678901234567890.123"),
+		"list":  []any{"index + 1", true, nil},
+		"inner": map[string]any{"x": "data.x"},
+	}
+	m, err := CompileMapping(src, "input")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := m.Eval(Env{
+		"item": map[string]any{"name": "photo"}, "index": 2,
+		"data": map[string]any{"x": "y"}, "input": map[string]any{}, "steps": map[string]any{},
+		"iteration": 0,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"name":  "photo",
+		"n":     json.Number("12345678901234567890.123"),
+		"list":  []any{3, true, nil},
+		"inner": map[string]any{"x": "y"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %#v, want %#v", got, want)
+	}
+
+	_, err = CompileMapping(map[string]any{"a": []any{"1 +"}}, "input")
+	if err == nil || !strings.HasPrefix(err.Error(), "input.a[0]: compiling") {
+		t.Errorf("got %v, want the fault's path", err)
+	}
+}
+
+func TestCompileDuration(t *testing.T) {
+	tests := []struct {
+		src     string
+		literal time.Duration
+		expr    bool
+		err     string
+	}{
+		{src: "90s", literal: 90 * time.Second},
+		{src: " 1h30m ", literal: 90 * time.Minute},
+		{src: "0s", literal: 0},
+		{src: "-1s", err: "negative duration"},
+		{src: "data.wait", expr: true},
+		{src: "ten minutes", err: "not a duration and compiling"},
+		{src: "", err: "empty expression"},
+	}
+	for _, tt := range tests {
+		d, err := CompileDuration(tt.src)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("CompileDuration(%q): got %v, want %q", tt.src, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("CompileDuration(%q): %v", tt.src, err)
+			continue
+		}
+		if (d.Expr != nil) != tt.expr || d.Literal != tt.literal {
+			t.Errorf("CompileDuration(%q) = %+v", tt.src, d)
+		}
+	}
+}
+
+func TestDurationEval(t *testing.T) {
+	tests := []struct {
+		src  string
+		data any
+		want time.Duration
+	}{
+		{src: "data.v", data: "2m", want: 2 * time.Minute},
+		{src: "data.v", data: 1.5, want: 1500 * time.Millisecond},
+		{src: "data.v", data: json.Number("3"), want: 3 * time.Second},
+		{src: "data.v", data: -4, want: 0},
+		{src: "duration('5s')", want: 5 * time.Second},
+	}
+	for _, tt := range tests {
+		d, err := CompileDuration(tt.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Eval(Env{"data": map[string]any{"v": tt.data}})
+		if err != nil || got != tt.want {
+			t.Errorf("%s over %v: got %v, %v; want %v", tt.src, tt.data, got, err, tt.want)
+		}
+	}
+}
+
+func TestExprSeesItemFields(t *testing.T) {
+	e, err := CompileExpr("item.name + '-' + string(index)")
+	if err != nil {
+		t.Fatalf("compiling an expression over the foreach item: %v", err)
+	}
+
+	got, err := e.EvalString(Env{"item": map[string]any{"name": "a"}, "index": 1})
+	if err != nil || got != "a-1" {
+		t.Errorf("got %q, %v", got, err)
+	}
+}
+
+func TestCompileSchemaRefusesExternalRefs(t *testing.T) {
+	for _, doc := range []string{
+		`{"$ref": "file:///etc/passwd"}`,
+		`{"$ref": "other.json"}`,
+		`{"$ref": "https://example.com/schema.json"}`,
+	} {
+		if _, err := CompileSchema([]byte(doc)); err == nil {
+			t.Errorf("%s: compiled", doc)
+		}
+	}
+
+	s, err := CompileSchema([]byte(`{"type": "object", "required": ["url"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate([]byte(`{"url": "x"}`)); err != nil {
+		t.Errorf("valid input refused: %v", err)
+	}
+	if err := s.Validate([]byte(`{}`)); err == nil {
+		t.Error("invalid input accepted")
+	}
+}
