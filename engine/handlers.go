@@ -174,6 +174,11 @@ func (e *Engine) runTask(loopCtx context.Context, t store.Task) {
 		e.giveBack(t)
 		return
 	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The attempt passed its start-to-close cap: its timer fails it
+		// as timed out, and a report now would only race that timer.
+		return
+	}
 
 	e.reportTask(t, out, err)
 }

@@ -87,6 +87,7 @@ func (r *run) resume() error {
 	}
 
 	r.loadAll()
+	r.loadSuspended()
 	r.inst.Status = store.InstanceRunning
 	r.inst.Reason = ""
 	r.audit(auditInstanceResumed, nil, nil)
@@ -100,10 +101,39 @@ func (r *run) resume() error {
 		p.row.Status = store.StepPending
 		p.row.EndedAt = zeroTime
 		p.row.Work = true
+		p.row.Report = nil
 		r.touch(p)
 	}
+	r.ist.Suspended = nil
 
 	return nil
+}
+
+// loadSuspended adds to the run the steps that failed under the suspend
+// behaviour, read from the finished children of their parents.
+func (r *run) loadSuspended() {
+	for _, s := range r.ist.Suspended {
+		if _, ok := r.ptrs[s.ID]; ok || r.err != nil {
+			continue
+		}
+
+		kids, err := r.e.store.StepChildren(r.ctx, r.inst.ID, s.Parent)
+		if err != nil {
+			r.fail(fmt.Errorf("loading suspended step %d: %w", s.ID, err))
+			return
+		}
+		for _, k := range kids {
+			if k.ID != s.ID {
+				continue
+			}
+			p, err := decodePtr(r.g, k)
+			if err != nil {
+				r.fail(err)
+				return
+			}
+			r.ptrs[k.ID] = p
+		}
+	}
 }
 
 // cancel begins a cancel: nothing new starts, attempts in flight drain,

@@ -147,6 +147,8 @@ func (r *run) giveUp(p *ptr, serr *store.StepError) {
 	switch p.node.OnFailure {
 	case definition.SuspendInstance:
 		p.st.Suspended = true
+		r.ist.Suspended = append(r.ist.Suspended,
+			suspendedStep{ID: p.row.ID, Parent: p.row.ParentID})
 		r.inst.Status = store.InstancePaused
 		r.inst.Reason = "step_failed: " + p.node.ID
 		r.audit(auditInstancePaused, nil, map[string]any{"reason": r.inst.Reason})
@@ -181,9 +183,13 @@ func (r *run) handleTimer(t store.Timer) {
 		}
 	case store.TimerStartToClose, store.TimerHeartbeat, store.TimerScheduleToStart:
 		if t.Attempt == p.row.Attempt && p.inFlight() {
+			kind := t.Kind
+			if kind == store.TimerHeartbeat && r.capReached(t) {
+				kind = store.TimerStartToClose
+			}
 			r.attemptFailed(p, &store.StepError{
-				Code:      string(t.Kind) + "_timeout",
-				Message:   fmt.Sprintf("attempt %d passed its %s timeout", t.Attempt, t.Kind),
+				Code:      string(kind) + "_timeout",
+				Message:   fmt.Sprintf("attempt %d passed its %s timeout", t.Attempt, kind),
 				Retryable: true,
 			}, auditStepTimedOut)
 		}
@@ -218,6 +224,17 @@ func (r *run) instanceTimer(t store.Timer) {
 			r.startCleanup()
 		}
 	}
+}
+
+// capReached reports whether the attempt of heartbeat timer t reached
+// its start-to-close cap too. Heartbeats never move the heartbeat timer
+// past the cap, so both fall due together, and the cap is what ended the
+// attempt.
+func (r *run) capReached(t store.Timer) bool {
+	return slices.ContainsFunc(r.timers, func(c store.Timer) bool {
+		return c.PointerID == t.PointerID && c.Kind == store.TimerStartToClose &&
+			c.Attempt == t.Attempt && !c.FireAt.After(t.FireAt)
+	})
 }
 
 // checkWaits abandons waits whose cancel condition now holds.

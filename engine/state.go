@@ -64,6 +64,16 @@ type instState struct {
 	Cleanup bool `json:"cleanup,omitempty"`
 	// PausedFrom says whether a pause came from a command or a step.
 	CancelReason string `json:"cancel_reason,omitempty"`
+	// Suspended lists the steps that failed under the suspend behaviour.
+	// They are final, so no load returns them: resume reads them back
+	// from their parents' finished children.
+	Suspended []suspendedStep `json:"suspended,omitempty"`
+}
+
+// suspendedStep names a suspended step pointer and its parent.
+type suspendedStep struct {
+	ID     int64 `json:"id"`
+	Parent int64 `json:"parent"`
 }
 
 // ptr is a loaded pointer with its decoded state.

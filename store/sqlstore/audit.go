@@ -1,0 +1,99 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+const auditColumns = `instance_id, seq, type, step_id, pointer_id, attempt, data, at`
+
+// auditChunk bounds the rows of one multi-row insert, well below the
+// bound parameters either database takes.
+const auditChunk = 500
+
+// DefaultAuditLimit is how many rows AuditList returns when asked for
+// none or fewer.
+const DefaultAuditLimit = 1000
+
+func scanAudit(r rowScanner) (store.AuditEvent, error) {
+	var e store.AuditEvent
+	err := r.Scan(&e.InstanceID, &e.Seq, &e.Type, &e.StepID, &e.PointerID, &e.Attempt,
+		jsonCol{&e.Data}, timeCol{&e.At})
+
+	return e, err
+}
+
+// insertAudit writes events as the rows after seq base. It sets each
+// event's InstanceID and Seq, and At to now where it is zero.
+func (w *writer) insertAudit(
+	ctx context.Context, instanceID string, base int64, events []store.AuditEvent, now time.Time,
+) error {
+	for start := 0; start < len(events); start += auditChunk {
+		chunk := events[start:min(start+auditChunk, len(events))]
+		args := make([]any, 0, len(chunk)*8)
+		for i := range chunk {
+			e := &chunk[i]
+			e.InstanceID = instanceID
+			e.Seq = base + int64(start+i) + 1
+			if e.At.IsZero() {
+				e.At = now
+			}
+
+			args = append(args, instanceID, e.Seq, e.Type, e.StepID, e.PointerID, e.Attempt,
+				text(e.Data), ms(e.At))
+		}
+
+		rows := strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk))
+		_, err := w.exec(ctx, `INSERT INTO workflow_events (`+auditColumns+`) VALUES `+
+			strings.TrimSuffix(rows, ", "), args...)
+		if err != nil {
+			return fmt.Errorf("inserting audit rows: %w", err)
+		}
+	}
+
+	return nil
+}
+
+// appendAudit bumps the instance's last_seq and writes events after it,
+// for writes made without the lease.
+func (w *writer) appendAudit(
+	ctx context.Context, instanceID string, now time.Time, events ...store.AuditEvent,
+) error {
+	var last int64
+	err := w.queryRow(ctx, `UPDATE workflow_instances SET last_seq = last_seq + ?
+		WHERE id = ? RETURNING last_seq`, len(events), instanceID).Scan(&last)
+	if err != nil {
+		return fmt.Errorf("numbering audit rows: %w", err)
+	}
+
+	w.wrote(1, nil)
+
+	return w.insertAudit(ctx, instanceID, last-int64(len(events)), events, now)
+}
+
+// AuditList lists an instance's audit rows with Seq above afterSeq, in
+// order, at most limit (DefaultAuditLimit when limit is under 1).
+func (s *Store) AuditList(
+	ctx context.Context, instanceID string, afterSeq int64, limit int,
+) ([]store.AuditEvent, error) {
+	if limit <= 0 {
+		limit = DefaultAuditLimit
+	}
+
+	rows, err := s.readQuery(ctx, `SELECT `+auditColumns+` FROM workflow_events
+		WHERE instance_id = ? AND seq > ? ORDER BY seq LIMIT ?`, instanceID, afterSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing audit rows: %w", err)
+	}
+
+	events, err := collect(rows, scanAudit)
+	if err != nil {
+		return nil, fmt.Errorf("listing audit rows: %w", err)
+	}
+
+	return events, nil
+}

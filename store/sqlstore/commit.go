@@ -1,0 +1,323 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// errClosed answers writes submitted after Close.
+var errClosed = errors.New("store closed")
+
+// writeFunc is one write: it runs inside the batch's transaction, in its
+// own savepoint, and any error it returns rolls back only its own work.
+type writeFunc func(ctx context.Context, w *writer) error
+
+// op is a write waiting for the committer.
+type op struct {
+	ctx        context.Context
+	fn         writeFunc
+	transition bool
+	done       chan error
+}
+
+// counts are what a write or a batch adds to the store's counters.
+type counts struct {
+	transitions int64
+	rows        int64
+	bytes       int64
+}
+
+func (c *counts) add(o counts) {
+	c.transitions += o.transitions
+	c.rows += o.rows
+	c.bytes += o.bytes
+}
+
+// committer is the single goroutine that commits every write.
+type committer struct {
+	s   *Store
+	max int
+
+	mu     sync.Mutex
+	queue  []*op
+	closed bool
+
+	// conn and stmts belong to the committer goroutine alone.
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+
+	signal  chan struct{}
+	quit    chan struct{}
+	stopped chan struct{}
+}
+
+func newCommitter(s *Store, maxBatch int) *committer {
+	return &committer{
+		s:       s,
+		max:     maxBatch,
+		signal:  make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+}
+
+// submit queues ops; it fails once the committer is stopping.
+func (c *committer) submit(ops ...*op) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+
+		return errClosed
+	}
+
+	c.queue = append(c.queue, ops...)
+	c.mu.Unlock()
+
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+
+	return nil
+}
+
+// run commits batches until the committer is stopped and its queue is
+// empty.
+func (c *committer) run() {
+	defer close(c.stopped)
+	defer c.release()
+
+	for {
+		batch, closed := c.next()
+		if len(batch) > 0 {
+			c.apply(batch)
+
+			continue
+		}
+
+		if closed {
+			return
+		}
+
+		select {
+		case <-c.signal:
+		case <-c.quit:
+		}
+	}
+}
+
+// next takes up to max ops off the queue.
+func (c *committer) next() ([]*op, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	n := min(len(c.queue), c.max)
+	batch := c.queue[:n:n]
+	c.queue = c.queue[n:]
+	if len(c.queue) == 0 {
+		c.queue = nil
+	}
+
+	return batch, c.closed
+}
+
+// stop refuses new writes, waits for the queued ones and reports whether
+// this call was the one that stopped the committer.
+func (c *committer) stop() bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		<-c.stopped
+
+		return false
+	}
+
+	c.closed = true
+	c.mu.Unlock()
+	close(c.quit)
+	<-c.stopped
+
+	return true
+}
+
+// apply runs a batch in one transaction and answers each op.
+func (c *committer) apply(batch []*op) {
+	results := make([]error, len(batch))
+
+	total, err := c.runBatch(context.Background(), batch, results)
+	if err != nil {
+		c.reset()
+		for i := range results {
+			results[i] = err
+		}
+	} else {
+		c.s.transitions.Add(total.transitions)
+		c.s.rows.Add(total.rows)
+		c.s.bytes.Add(total.bytes)
+	}
+
+	for i, o := range batch {
+		o.done <- results[i]
+	}
+}
+
+// runBatch runs every op of the batch and commits. It fills results with
+// each op's own error; a returned error means nothing was committed.
+// A batch of one needs no savepoint: its failure rolls back the whole
+// transaction.
+func (c *committer) runBatch(ctx context.Context, batch []*op, results []error) (counts, error) {
+	if err := c.begin(ctx); err != nil {
+		return counts{}, fmt.Errorf("beginning write batch: %w", err)
+	}
+
+	savepoints := len(batch) > 1
+	var total counts
+	for i, o := range batch {
+		n, opErr, fatal := c.runOp(ctx, o, savepoints)
+		if fatal != nil {
+			return counts{}, fatal
+		}
+
+		results[i] = opErr
+		if opErr == nil {
+			total.add(n)
+		}
+	}
+
+	if !savepoints && results[0] != nil {
+		if err := c.execConn(ctx, "ROLLBACK"); err != nil {
+			return counts{}, fmt.Errorf("rolling back write batch: %w", err)
+		}
+
+		return counts{}, nil
+	}
+
+	if err := c.execConn(ctx, "COMMIT"); err != nil {
+		return counts{}, fmt.Errorf("committing write batch: %w", err)
+	}
+
+	c.s.commits.Add(1)
+
+	return total, nil
+}
+
+// runOp runs one op, in a savepoint when asked. opErr is the op's own
+// failure; fatal means the transaction can no longer be used.
+func (c *committer) runOp(ctx context.Context, o *op, savepoint bool) (n counts, opErr, fatal error) {
+	if err := o.ctx.Err(); err != nil {
+		return counts{}, err, nil
+	}
+
+	if savepoint {
+		if err := c.execConn(ctx, "SAVEPOINT op"); err != nil {
+			return counts{}, nil, fmt.Errorf("opening savepoint: %w", err)
+		}
+	}
+
+	w := &writer{c: c, s: c.s}
+	opErr = w.call(ctx, o.fn)
+
+	if savepoint && opErr != nil {
+		if err := c.execConn(ctx, "ROLLBACK TO SAVEPOINT op"); err != nil {
+			return counts{}, nil, fmt.Errorf("rolling back savepoint: %w", err)
+		}
+	}
+
+	if savepoint {
+		if err := c.execConn(ctx, "RELEASE SAVEPOINT op"); err != nil {
+			return counts{}, nil, fmt.Errorf("releasing savepoint: %w", err)
+		}
+	}
+
+	if o.transition {
+		w.n.transitions = 1
+	}
+
+	return w.n, opErr, nil
+}
+
+// begin takes the committer's own connection when it has none, and opens
+// a transaction on it. The transaction is driven with plain statements
+// rather than sql.Tx, so that statements prepared once on the
+// connection serve every batch.
+func (c *committer) begin(ctx context.Context) error {
+	if c.conn == nil {
+		conn, err := c.s.writer.Conn(ctx)
+		if err != nil {
+			return err
+		}
+
+		c.conn = conn
+		c.stmts = make(map[string]*sql.Stmt)
+	}
+
+	return c.execConn(ctx, c.s.dialect.Begin)
+}
+
+// execConn runs a statement that is not worth preparing.
+func (c *committer) execConn(ctx context.Context, query string) error {
+	_, err := c.conn.ExecContext(ctx, query)
+
+	return err
+}
+
+// reset abandons a failed batch: it rolls back whatever is left of the
+// transaction and gives the connection back, so the next batch starts
+// on a fresh one.
+func (c *committer) reset() {
+	if c.conn == nil {
+		return
+	}
+
+	_ = c.execConn(context.Background(), "ROLLBACK")
+	c.release()
+}
+
+// release closes the prepared statements and gives the connection back
+// to the pool.
+func (c *committer) release() {
+	if c.conn == nil {
+		return
+	}
+
+	c.closeStatements()
+	_ = c.conn.Close()
+	c.conn = nil
+}
+
+// write runs fn through the committer and returns its result once the
+// batch holding it has committed.
+func (s *Store) write(ctx context.Context, fn writeFunc) error {
+	return s.writeAll(ctx, false, fn)[0]
+}
+
+// writeAll queues one op per fn so that they may share a commit, and
+// waits for all of them.
+func (s *Store) writeAll(ctx context.Context, transition bool, fns ...writeFunc) []error {
+	ops := make([]*op, len(fns))
+	for i, fn := range fns {
+		ops[i] = &op{ctx: ctx, fn: fn, transition: transition, done: make(chan error, 1)}
+	}
+
+	errs := make([]error, len(fns))
+	if err := s.commit.submit(ops...); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+
+		return errs
+	}
+
+	for i, o := range ops {
+		select {
+		case errs[i] = <-o.done:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+
+	return errs
+}

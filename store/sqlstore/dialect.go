@@ -1,0 +1,145 @@
+package sqlstore
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pressly/goose/v3"
+)
+
+// Dialect holds what differs between the SQL databases the store runs on.
+// Queries are written once with "?" placeholders; everything else that
+// varies is a field here.
+type Dialect struct {
+	// Name names the dialect in errors and selects its migrations folder.
+	Name string
+	// Numbered makes placeholders "$1", "$2", ... instead of "?".
+	Numbered bool
+	// Begin opens a write transaction.
+	Begin string
+	// Now is an SQL expression for the database clock in unix
+	// milliseconds, used for lease expiry.
+	Now string
+	// SkipLocked is appended to the selects that claim rows, so that
+	// several nodes claim without waiting on each other.
+	SkipLocked string
+	// JSONEqual returns an expression true when the JSON value at the path
+	// of the first placeholder in the column equals the JSON text of the
+	// second placeholder.
+	JSONEqual func(column string) string
+	// JSONPath turns the parts of a dotted path into the value bound to
+	// JSONEqual's first placeholder.
+	JSONPath func(parts []string) string
+	// Goose is the goose dialect the migrations run with.
+	Goose goose.Dialect
+
+	rebound sync.Map
+}
+
+// SQLite is the dialect of SQLite 3.38 and later.
+var SQLite = &Dialect{
+	Name:     "sqlite",
+	Numbered: false,
+	Begin:    "BEGIN IMMEDIATE",
+	Now:      "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+	JSONEqual: func(column string) string {
+		return "json_extract(" + column + ", ?) = json_extract(?, '$')"
+	},
+	JSONPath: sqlitePath,
+	Goose:    goose.DialectSQLite3,
+}
+
+// Postgres is the dialect of PostgreSQL 13 and later. The clock is
+// clock_timestamp, not now, since a group commit's transaction may have
+// started a while before the statement runs.
+var Postgres = &Dialect{
+	Name:       "postgres",
+	Numbered:   true,
+	Begin:      "BEGIN",
+	Now:        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	JSONEqual: func(column string) string {
+		return "(" + column + ")::jsonb #> ?::text[] = ?::jsonb"
+	},
+	JSONPath: postgresPath,
+	Goose:    goose.DialectPostgres,
+}
+
+// sqlitePath writes parts as an SQLite JSON path: $."a"."b"[0].
+func sqlitePath(parts []string) string {
+	var b strings.Builder
+	b.WriteString("$")
+	for _, p := range parts {
+		if _, err := strconv.ParseUint(p, 10, 31); err == nil {
+			b.WriteString("[" + p + "]")
+
+			continue
+		}
+
+		b.WriteString(`."` + p + `"`)
+	}
+
+	return b.String()
+}
+
+// postgresPath writes parts as a PostgreSQL text array: {"a","b","0"}.
+func postgresPath(parts []string) string {
+	quoted := make([]string, len(parts))
+	for i, p := range parts {
+		quoted[i] = strconv.Quote(p)
+	}
+
+	return "{" + strings.Join(quoted, ",") + "}"
+}
+
+// splitPath splits a dotted data path, refusing empty parts and quotes.
+func splitPath(path string) ([]string, error) {
+	parts := strings.Split(path, ".")
+	for _, p := range parts {
+		if p == "" || strings.ContainsAny(p, `"\[]`) {
+			return nil, fmt.Errorf("invalid data path %q", path)
+		}
+	}
+
+	return parts, nil
+}
+
+// rebind rewrites the "?" placeholders of query for the dialect. Queries
+// must not hold a "?" inside a string literal.
+func (d *Dialect) rebind(query string) string {
+	if !d.Numbered {
+		return query
+	}
+
+	if q, ok := d.rebound.Load(query); ok {
+		return q.(string)
+	}
+
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r != '?' {
+			b.WriteRune(r)
+
+			continue
+		}
+
+		n++
+		b.WriteString("$" + strconv.Itoa(n))
+	}
+
+	d.rebound.Store(query, b.String())
+
+	return b.String()
+}
+
+// placeholders returns n placeholders separated by commas.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+
+	return strings.Repeat("?, ", n-1) + "?"
+}

@@ -1,0 +1,115 @@
+// Package sqlstore implements store.Store once on database/sql for every
+// SQL database weft runs on. What differs between SQLite and PostgreSQL
+// (placeholders, the database clock, row locking, JSON paths, the schema's
+// column types) lives in a Dialect; the Go logic is shared.
+//
+// Writes go through one committer goroutine that packs the writes waiting
+// at that moment into a single database transaction (group commit). Each
+// write runs inside its own savepoint, so one that fails (a lost lease, a
+// conflict) is rolled back alone; every caller learns its result only
+// after the commit. Reads go straight to the read pool.
+//
+// Times are stored as unix milliseconds and JSON as TEXT, byte for byte.
+package sqlstore
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/weftworks/weft/store"
+)
+
+// DefaultMaxBatch is how many writes share one commit at most by default.
+const DefaultMaxBatch = 256
+
+// Config says which databases a Store uses and how.
+type Config struct {
+	// Writer takes every write. For SQLite it should hold a single
+	// connection, since SQLite has a single writer anyway.
+	Writer *sql.DB
+	// Reader serves reads; Writer is used when it is nil.
+	Reader *sql.DB
+	// Dialect is the SQL flavour of both handles.
+	Dialect *Dialect
+	// MaxBatch bounds how many writes share one commit (default
+	// DefaultMaxBatch).
+	MaxBatch int
+}
+
+// Store is a store.Store on database/sql. Close it to stop its committer
+// and release both database handles.
+type Store struct {
+	writer  *sql.DB
+	reader  *sql.DB
+	dialect *Dialect
+	commit  *committer
+	reads   readCache
+
+	commits     atomic.Int64
+	transitions atomic.Int64
+	rows        atomic.Int64
+	bytes       atomic.Int64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New starts a Store on migrated databases (see Migrate).
+func New(cfg Config) (*Store, error) {
+	if cfg.Writer == nil || cfg.Dialect == nil {
+		return nil, errors.New("creating store: writer and dialect are required")
+	}
+
+	if cfg.Reader == nil {
+		cfg.Reader = cfg.Writer
+	}
+
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+
+	s := &Store{writer: cfg.Writer, reader: cfg.Reader, dialect: cfg.Dialect}
+	s.commit = newCommitter(s, cfg.MaxBatch)
+	go s.commit.run()
+
+	return s, nil
+}
+
+// Stats returns the counters since the store was opened.
+func (s *Store) Stats() store.Stats {
+	return store.Stats{
+		Commits:      s.commits.Load(),
+		Transitions:  s.transitions.Load(),
+		RowsWritten:  s.rows.Load(),
+		BytesWritten: s.bytes.Load(),
+	}
+}
+
+// Close finishes the writes already queued, stops the committer and
+// closes the database handles. Writes submitted afterwards fail.
+func (s *Store) Close() error {
+	if !s.commit.stop() {
+		return nil
+	}
+
+	s.closeReads()
+
+	var errs []error
+	if s.reader != s.writer {
+		if err := s.reader.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing read pool: %w", err))
+		}
+	}
+
+	if err := s.writer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing writer: %w", err))
+	}
+
+	return errors.Join(errs...)
+}
+
+// q rewrites a query's placeholders for the dialect.
+func (s *Store) q(query string) string {
+	return s.dialect.rebind(query)
+}
