@@ -181,6 +181,16 @@ func (e *Engine) command(ctx context.Context, id string, apply func(*run) error)
 	unlock := e.locks.lock(id)
 	defer unlock()
 
+	// A finished instance takes no command, and its definition version
+	// may be gone: answer before loading it.
+	inst, err := e.store.InstanceGet(ctx, id)
+	if err != nil {
+		return fmt.Errorf("getting instance %s: %w", id, err)
+	}
+	if inst.Status.Final() {
+		return fmt.Errorf("instance %s is %s: %w", id, inst.Status, ErrFinished)
+	}
+
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		inst, err := e.store.InstanceLease(ctx, id, e.opts.NodeID, e.opts.LeaseTTL)

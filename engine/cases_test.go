@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -250,12 +249,13 @@ steps:
 
 // TestWideFanOut is case 2: a parallel foreach over N items then a join
 // completes, holds exactly N completed iteration records, and the join
-// completes once, after the last item.
+// completes once, after the last item. 10 000 items take about 7 s, and
+// several times that under the race detector; -short leaves them out.
 func TestWideFanOut(t *testing.T) {
 	for _, n := range []int{40, 1000, 10000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			if n > 1000 && (testing.Short() || os.Getenv("WEFT_SOAK") != "1") {
-				t.Skip("10000 items run only with WEFT_SOAK=1 and without -short")
+			if n > 1000 && testing.Short() {
+				t.Skip("10000 items run only without -short")
 			}
 			testWideFanOut(t, n)
 		})
@@ -302,7 +302,12 @@ steps:
 	input, _ := json.Marshal(map[string]any{"items": items})
 	id := h.start("fanout", string(input))
 
-	inst := h.wait(id)
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Minute)
+	defer cancel()
+	inst, err := h.e.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v (status %s)", id, err, inst.Status)
+	}
 
 	checkStatus(t, inst, store.InstanceCompleted)
 	rows := stepRows(h, id, "each")
@@ -891,5 +896,583 @@ func TestForeachOverNonList(t *testing.T) {
 			other := h.wait(h.start("a-list", `{"items": [1, 2]}`))
 			checkStatus(t, other, store.InstanceCompleted)
 		})
+	}
+}
+
+// pauseDefinition is TASK(A) -> B with A run by an outside worker, so
+// the test decides when A reports.
+const pauseDefinition = `
+name: hold
+version: 1
+steps:
+  - {id: a, type: task, service: remote, action: a, output: a}
+  - {id: b, type: task, service: svc, action: b, input: data.a}
+`
+
+// TestResumeOfInstanceNotPausedIsRefused is case 11 for an instance
+// that is not paused: resuming a running instance, resuming twice,
+// pausing twice and resuming a cancelling one are refused with
+// ErrWrongStatus and change nothing, the one resume that applies
+// writes one audit row, and the instance goes on as if the refused
+// calls had not been made.
+func TestResumeOfInstanceNotPausedIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.register(pauseDefinition)
+	var rec recorder
+	h.e.Handle("svc", "b", func(ctx context.Context, task engine.Task) (any, error) {
+		rec.add(string(task.Input))
+		return nil, nil
+	})
+	h.run()
+	id := h.start("hold", `{}`)
+	task := claimOutside(h, "remote")
+
+	refused := func(what string, call func() error, want store.InstanceStatus) {
+		t.Helper()
+		before := instanceNow(h, id)
+		if err := call(); !errors.Is(err, engine.ErrWrongStatus) {
+			t.Fatalf("%s: %v, want ErrWrongStatus", what, err)
+		}
+		after := instanceNow(h, id)
+		if after.Status != want || after.LastSeq != before.LastSeq {
+			t.Fatalf("%s: instance %s at seq %d, want %s at seq %d",
+				what, after.Status, after.LastSeq, want, before.LastSeq)
+		}
+	}
+	resume := func() error { return h.e.Resume(h.ctx, id) }
+	refused("resume of a running instance", resume, store.InstanceRunning)
+
+	if err := h.e.Pause(h.ctx, id, "hold on"); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	refused("second pause", func() error { return h.e.Pause(h.ctx, id, "again") },
+		store.InstancePaused)
+	if err := h.e.Resume(h.ctx, id); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	refused("second resume", resume, store.InstanceRunning)
+
+	if _, err := reportDone(h, task, `"from a"`); err != nil {
+		t.Fatalf("reporting a: %v", err)
+	}
+	inst := h.wait(id)
+
+	checkStatus(t, inst, store.InstanceCompleted)
+	if got := rec.list(); !slices.Equal(got, []string{`"from a"`}) {
+		t.Fatalf("b calls = %v, want one with a's output", got)
+	}
+	evs := h.audit(id)
+	if p, r := seqsOf(evs, "", "instance_paused"), seqsOf(evs, "", "instance_resumed"); len(p) != 1 ||
+		len(r) != 1 || r[0] < p[0] {
+		t.Fatalf("paused at seqs %v, resumed at %v: want one of each, in that order", p, r)
+	}
+	checkGapFree(t, evs)
+
+	id = h.start("hold", `{}`)
+	claimOutside(h, "remote")
+	if err := h.e.Cancel(h.ctx, id, "stop"); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	refused("resume of a cancelling instance", resume, store.InstanceCancelling)
+	if err := h.e.Terminate(h.ctx, id, "done"); err != nil {
+		t.Fatalf("terminate: %v", err)
+	}
+	if err := h.e.Resume(h.ctx, id); !errors.Is(err, engine.ErrFinished) {
+		t.Fatalf("resume of a terminated instance: %v, want ErrFinished", err)
+	}
+	if got := seqsOf(h.audit(id), "", "instance_resumed"); len(got) != 0 {
+		t.Fatalf("resumed rows at %v for an instance never paused, want none", got)
+	}
+}
+
+// TestResumeBeforePauseTookEffect is case 11 for a pause that has not
+// yet stopped anything: it comes while A is in flight, and the resume
+// comes before A reports. Both calls apply; A's report is accepted,
+// B runs once after it, and nothing runs between the pause and the
+// resume. Then the same with A reporting inside the pause: B waits for
+// the resume.
+func TestResumeBeforePauseTookEffect(t *testing.T) {
+	h := newHarness(t)
+	h.register(pauseDefinition)
+	var rec recorder
+	h.e.Handle("svc", "b", func(ctx context.Context, task engine.Task) (any, error) {
+		rec.add(string(task.Input))
+		return nil, nil
+	})
+	h.run()
+
+	for _, reportPaused := range []bool{false, true} {
+		id := h.start("hold", `{}`)
+		task := claimOutside(h, "remote")
+
+		if err := h.e.Pause(h.ctx, id, "hold on"); err != nil {
+			t.Fatalf("pause: %v", err)
+		}
+		checkStatus(t, instanceNow(h, id), store.InstancePaused)
+		if reportPaused {
+			if res, err := reportDone(h, task, `"from a"`); err != nil ||
+				res.Outcome != store.ReportAccepted {
+				t.Fatalf("report during the pause: %v %q, want accepted", err, res.Outcome)
+			}
+			waitStepStatus(h, id, "a", store.StepCompleted)
+			time.Sleep(50 * time.Millisecond)
+			if b, ok := h.step(id, "b"); ok && b.Status != store.StepPending {
+				t.Fatalf("b is %s during the pause, want pending or absent", b.Status)
+			}
+		}
+		if err := h.e.Resume(h.ctx, id); err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		checkStatus(t, instanceNow(h, id), store.InstanceRunning)
+		if !reportPaused {
+			if a, _ := h.step(id, "a"); a.Status != store.StepRunning || a.Attempt != 1 {
+				t.Fatalf("after pause and resume a is %s at attempt %d, want running at 1",
+					a.Status, a.Attempt)
+			}
+			if _, err := reportDone(h, task, `"from a"`); err != nil {
+				t.Fatalf("reporting a: %v", err)
+			}
+		}
+		inst := h.wait(id)
+
+		checkStatus(t, inst, store.InstanceCompleted)
+		evs := h.audit(id)
+		var order []string
+		for _, ev := range evs {
+			switch ev.Type {
+			case "instance_paused", "instance_resumed", "step_dispatched", "step_completed":
+				order = append(order, strings.TrimPrefix(ev.StepID+":"+ev.Type, ":"))
+			}
+		}
+		want := []string{"a:step_dispatched", "instance_paused", "instance_resumed",
+			"a:step_completed", "b:step_dispatched", "b:step_completed"}
+		if reportPaused {
+			want[2], want[3] = want[3], want[2]
+		}
+		if !slices.Equal(order, want) {
+			t.Fatalf("report during pause %t: audit order = %v, want %v", reportPaused, order, want)
+		}
+		checkGapFree(t, evs)
+	}
+	if got := rec.list(); !slices.Equal(got, []string{`"from a"`, `"from a"`}) {
+		t.Fatalf("b calls = %v, want one per instance", got)
+	}
+}
+
+// TestPauseResumeRaceAnswersMatchAudit is case 11 under contention:
+// pauses and resumes race each other while the instance runs a loop of
+// steps. Every call either applies, and then has its audit row, or is
+// refused with ErrWrongStatus (ErrFinished once the instance ended) and
+// has none; the rows alternate, no step is dispatched while paused, and
+// every iteration runs once.
+func TestPauseResumeRaceAnswersMatchAudit(t *testing.T) {
+	const iterations = 40
+	h := newHarness(t)
+	h.register(fmt.Sprintf(`
+name: loop
+version: 1
+steps:
+  - id: loop
+    type: while
+    condition: data.n < %d
+    steps:
+      - {id: tick, type: task, service: svc, action: tick, input: data.n, output: n}
+`, iterations))
+	var rec recorder
+	h.e.Handle("svc", "tick", func(ctx context.Context, task engine.Task) (any, error) {
+		var n int
+		if err := json.Unmarshal(task.Input, &n); err != nil {
+			return nil, err
+		}
+		rec.add(fmt.Sprint(n))
+		time.Sleep(2 * time.Millisecond)
+		return n + 1, nil
+	})
+	h.run()
+	id := h.start("loop", `{"n": 0}`)
+
+	var applied [2]atomic.Int32
+	var wg sync.WaitGroup
+	for i, call := range []func() error{
+		func() error { return h.e.Pause(h.ctx, id, "") },
+		func() error { return h.e.Resume(h.ctx, id) },
+	} {
+		wg.Go(func() {
+			for range 30 {
+				err := call()
+				switch {
+				case err == nil:
+					applied[i].Add(1)
+				case !errors.Is(err, engine.ErrWrongStatus) && !errors.Is(err, engine.ErrFinished):
+					t.Errorf("call %d: %v, want nil, ErrWrongStatus or ErrFinished", i, err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+
+	pauses, resumes := int(applied[0].Load()), int(applied[1].Load())
+	if resumes > pauses || pauses > resumes+1 {
+		t.Fatalf("%d pauses and %d resumes applied: they cannot alternate", pauses, resumes)
+	}
+	inst := instanceNow(h, id)
+	if (inst.Status == store.InstancePaused) != (pauses > resumes) {
+		t.Fatalf("instance is %s after %d pauses and %d resumes applied",
+			inst.Status, pauses, resumes)
+	}
+	if inst.Status == store.InstancePaused {
+		if err := h.e.Resume(h.ctx, id); err != nil {
+			t.Fatalf("last resume: %v", err)
+		}
+		resumes++
+	}
+	inst = h.wait(id)
+
+	checkStatus(t, inst, store.InstanceCompleted)
+	evs := h.audit(id)
+	paused := false
+	var pausedRows, resumedRows int
+	for _, ev := range evs {
+		switch ev.Type {
+		case "instance_paused", "instance_resumed":
+			if paused != (ev.Type == "instance_resumed") {
+				t.Fatalf("%s at seq %d while paused=%t", ev.Type, ev.Seq, paused)
+			}
+			paused = !paused
+			if paused {
+				pausedRows++
+			} else {
+				resumedRows++
+			}
+		case "step_dispatched":
+			if paused {
+				t.Fatalf("%s dispatched at seq %d while paused", ev.StepID, ev.Seq)
+			}
+		}
+	}
+	if pausedRows != pauses || resumedRows != resumes {
+		t.Fatalf("%d paused and %d resumed rows, want %d and %d (the calls that applied)",
+			pausedRows, resumedRows, pauses, resumes)
+	}
+	want := make([]string, iterations)
+	for i := range want {
+		want[i] = fmt.Sprint(i)
+	}
+	if got := rec.list(); !slices.Equal(got, want) {
+		t.Fatalf("ticks = %v, want each of 0..%d once in order", got, iterations-1)
+	}
+	checkGapFree(t, evs)
+	t.Logf("%d pauses and %d resumes applied", pauses, resumes)
+}
+
+// restartOptions are engine options for a restart: leases and task
+// claims short, so that the second engine need not wait long for what
+// the first one held.
+func restartOptions() engine.Options {
+	opts := fastOptions()
+	opts.LeaseTTL = 300 * time.Millisecond
+	opts.TaskLeaseTTL = 300 * time.Millisecond
+
+	return opts
+}
+
+// restartDefinition is TASK(S1) -> S2 with S1's start_to_close cap.
+func restartDefinition(startToClose string) string {
+	return fmt.Sprintf(`
+name: restart
+version: 1
+steps:
+  - id: s1
+    type: task
+    service: slow
+    action: s1
+    output: s1
+    timeouts: {start_to_close: %s}
+    retry: {max_attempts: 3, initial_interval: 10ms}
+  - {id: s2, type: task, service: svc, action: s2, input: data.s1}
+`, startToClose)
+}
+
+// runUntilStopped runs S1's first attempt on an engine that is stopped
+// while the attempt runs, and returns the instance and the attempt's
+// task row as the store held it (the token its worker would report
+// with). The handler gives up only when the engine stops.
+func runUntilStopped(t *testing.T, path, startToClose string) (string, store.Task) {
+	t.Helper()
+	a := newHarnessAt(t, path, restartOptions())
+	a.register(restartDefinition(startToClose))
+	started := make(chan struct{})
+	a.e.Handle("slow", "s1", func(ctx context.Context, task engine.Task) (any, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	a.run()
+	id := a.start("restart", `{}`)
+	<-started
+
+	tasks, err := a.st.TaskList(a.ctx, id)
+	if err != nil || len(tasks) != 1 || tasks[0].StepID != "s1" || tasks[0].Attempt != 1 {
+		t.Fatalf("tasks while s1 runs = %+v (%v), want s1's attempt 1", tasks, err)
+	}
+	a.stop()
+
+	return id, tasks[0]
+}
+
+// s2Counter is S2's handler: it counts its calls and keeps its input.
+type s2Counter struct {
+	calls atomic.Int32
+	input atomic.Value
+}
+
+func (c *s2Counter) handle(ctx context.Context, task engine.Task) (any, error) {
+	c.calls.Add(1)
+	c.input.Store(string(task.Input))
+
+	return nil, nil
+}
+
+// checkOneCompletion checks that S1 completed once, by attempt, with
+// output, and that S2 ran once, after it, on that output.
+func checkOneCompletion(t *testing.T, h *harness, id string, attempt int, output string,
+	s2 *s2Counter) {
+	t.Helper()
+	evs := h.audit(id)
+	var completed []int
+	for _, ev := range evs {
+		if ev.StepID == "s1" && ev.Type == "step_completed" {
+			completed = append(completed, ev.Attempt)
+		}
+	}
+	if !slices.Equal(completed, []int{attempt}) {
+		t.Fatalf("s1 completed by attempts %v, want only %d", completed, attempt)
+	}
+	if s1, _ := h.step(id, "s1"); s1.Attempt != attempt || string(s1.Output) != output {
+		t.Fatalf("s1 at attempt %d with output %s, want %d and %s",
+			s1.Attempt, s1.Output, attempt, output)
+	}
+	if n, in := s2.calls.Load(), s2.input.Load(); n != 1 || in != output {
+		t.Fatalf("s2 ran %d times, last on %v, want once on %s", n, in, output)
+	}
+	done, sent := seqsOf(evs, "s1", "step_completed"), seqsOf(evs, "s2", "step_dispatched")
+	if len(sent) != 1 || sent[0] < done[0] {
+		t.Fatalf("s2 dispatched at seqs %v, s1 completed at %v: want once, after s1", sent, done)
+	}
+	checkGapFree(t, evs)
+}
+
+// TestRestartMidStepRedeliversSameAttempt is case 12 in process with
+// the downtime inside S1's start_to_close: engine A is stopped while
+// S1's Go handler runs; a new engine on the same file hands S1 out
+// again with the same attempt and idempotency key (a restart is not an
+// attempt), exactly one completion of S1 is accepted, S2 runs once, and
+// the stopped run's report, coming after the end, is refused as late.
+func TestRestartMidStepRedeliversSameAttempt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weft.db")
+	id, first := runUntilStopped(t, path, "1m")
+	time.Sleep(400 * time.Millisecond)
+
+	b := newHarnessAt(t, path, restartOptions())
+	var rec recorder
+	b.e.Handle("slow", "s1", func(ctx context.Context, task engine.Task) (any, error) {
+		rec.add(fmt.Sprintf("%d %s", task.Attempt, task.IdempotencyKey))
+		return "s1 after the restart", nil
+	})
+	var s2 s2Counter
+	b.e.Handle("svc", "s2", s2.handle)
+	b.run()
+	inst := b.wait(id)
+
+	checkStatus(t, inst, store.InstanceCompleted)
+	if got := rec.list(); !slices.Equal(got, []string{"1 " + first.IdempotencyKey}) {
+		t.Fatalf("s1 calls after the restart = %v, want one of attempt 1 with key %s",
+			got, first.IdempotencyKey)
+	}
+	checkOneCompletion(t, b, id, 1, `"s1 after the restart"`, &s2)
+	evs := b.audit(id)
+	if n := len(seqsOf(evs, "s1", "step_dispatched")); n != 1 {
+		t.Fatalf("s1 dispatched %d times, want once", n)
+	}
+	if got := auditTypes(evs, "s1"); slices.Contains(got, "step_timed_out") ||
+		slices.Contains(got, "step_retry_scheduled") {
+		t.Fatalf("s1 audit = %v, want no timeout and no retry", got)
+	}
+
+	res, err := reportDone(b, first, `"s1 from the stopped run"`)
+
+	if !errors.Is(err, engine.ErrLate) || res.Outcome != store.ReportLate {
+		t.Fatalf("the stopped run's report: %v %q, want ErrLate and outcome late",
+			err, res.Outcome)
+	}
+	after := b.audit(id)
+	if len(after) != len(evs)+1 || after[len(evs)].Type != "report_late" ||
+		after[len(evs)].StepID != "s1" {
+		t.Fatalf("audit grew from %d to %d rows after the stopped run's report, "+
+			"want one report_late of s1", len(evs), len(after))
+	}
+	checkOneCompletion(t, b, id, 1, `"s1 after the restart"`, &s2)
+}
+
+// TestRestartMidStepRefusesStaleAttempt is case 12 in process with the
+// downtime past S1's start_to_close: engine A is stopped while S1's
+// first attempt runs and a new engine starts on the same file after
+// the attempt's cap. It times the attempt out and runs a second one;
+// the first attempt's report, coming while the second runs, is refused
+// as late and audited as report_late; exactly one completion of S1 (the
+// second attempt's) is accepted, and S2 runs once.
+func TestRestartMidStepRefusesStaleAttempt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weft.db")
+	id, first := runUntilStopped(t, path, "500ms")
+	time.Sleep(time.Until(first.Deadline.Add(200 * time.Millisecond)))
+
+	b := newHarnessAt(t, path, restartOptions())
+	var stale struct {
+		mu  sync.Mutex
+		res store.ReportResult
+		err error
+	}
+	b.e.Handle("slow", "s1", func(ctx context.Context, task engine.Task) (any, error) {
+		if task.Attempt == 1 {
+			// The first attempt handed out again past its cap: its
+			// context has ended, and so has the attempt.
+			return nil, ctx.Err()
+		}
+		res, err := reportDone(b, first, `"s1 from the stopped run"`)
+		stale.mu.Lock()
+		stale.res, stale.err = res, err
+		stale.mu.Unlock()
+		return fmt.Sprintf("s1 by attempt %d", task.Attempt), nil
+	})
+	var s2 s2Counter
+	b.e.Handle("svc", "s2", s2.handle)
+	b.run()
+	inst := b.wait(id)
+
+	checkStatus(t, inst, store.InstanceCompleted)
+	stale.mu.Lock()
+	defer stale.mu.Unlock()
+	if !errors.Is(stale.err, engine.ErrLate) || stale.res.Outcome != store.ReportLate {
+		t.Fatalf("the first attempt's report: %v %q, want ErrLate and outcome late",
+			stale.err, stale.res.Outcome)
+	}
+	checkOneCompletion(t, b, id, 2, `"s1 by attempt 2"`, &s2)
+	var timedOut, late []int
+	for _, ev := range b.audit(id) {
+		switch {
+		case ev.StepID == "s1" && ev.Type == "step_timed_out":
+			timedOut = append(timedOut, ev.Attempt)
+		case ev.StepID == "s1" && ev.Type == "report_late":
+			late = append(late, ev.Attempt)
+		}
+	}
+	if !slices.Equal(timedOut, []int{1}) || !slices.Equal(late, []int{1}) {
+		t.Fatalf("s1 timed out at attempts %v and reported late at %v, want [1] and [1]",
+			timedOut, late)
+	}
+}
+
+// TestRunningInstanceKeepsItsVersion is case 14: I starts on v1 =
+// A -> DELAY(1h) -> B; v2 = A -> X -> DELAY -> B is registered while I
+// sleeps. I stays on v1 and X never runs for it, while a new start takes
+// v2 and runs X. Deleting v1 while I lives is refused with
+// store.ErrInUse and changes nothing; once I has finished it is allowed,
+// and I stays readable and answers commands with ErrFinished.
+func TestRunningInstanceKeepsItsVersion(t *testing.T) {
+	clock := newManualClock()
+	opts := fastOptions()
+	opts.Clock = clock
+	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
+	const v1 = `
+name: evolve
+version: 1
+steps:
+  - {id: a, type: task, service: svc, action: a}
+  - {id: nap, type: delay, duration: 1h}
+  - {id: b, type: task, service: svc, action: b}
+`
+	const v2 = `
+name: evolve
+version: 2
+steps:
+  - {id: a, type: task, service: svc, action: a}
+  - {id: x, type: task, service: svc, action: x}
+  - {id: nap, type: delay, duration: 1h}
+  - {id: b, type: task, service: svc, action: b}
+`
+	h.register(v1)
+	var rec recorder
+	for _, action := range []string{"a", "x", "b"} {
+		h.e.Handle("svc", action, func(ctx context.Context, task engine.Task) (any, error) {
+			rec.add(task.InstanceID + " " + action)
+			return nil, nil
+		})
+	}
+	h.run()
+	first := h.start("evolve", `{}`)
+	waitStepStatus(h, first, "nap", store.StepSleeping)
+
+	h.register(v2)
+	second := h.start("evolve", `{}`)
+	waitStepStatus(h, second, "nap", store.StepSleeping)
+	before := instanceNow(h, first)
+	err := h.e.DeleteDefinition(h.ctx, "evolve", 1)
+
+	if !errors.Is(err, store.ErrInUse) {
+		t.Fatalf("deleting v1 while I lives: %v, want store.ErrInUse", err)
+	}
+	if _, err := h.e.Store().DefinitionGet(h.ctx, "evolve", 1); err != nil {
+		t.Fatalf("v1 after the refused delete: %v", err)
+	}
+	if after := instanceNow(h, first); after.Status != store.InstanceRunning ||
+		after.LastSeq != before.LastSeq {
+		t.Fatalf("I after the refused delete: %s at seq %d, want running at seq %d",
+			after.Status, after.LastSeq, before.LastSeq)
+	}
+	clock.add(2 * time.Hour)
+	for _, id := range []string{first, second} {
+		checkStatus(t, h.wait(id), store.InstanceCompleted)
+	}
+
+	if v := instanceNow(h, first).DefinitionVersion; v != 1 {
+		t.Fatalf("I ran on v%d, want v1", v)
+	}
+	if v := instanceNow(h, second).DefinitionVersion; v != 2 {
+		t.Fatalf("the later start ran on v%d, want v2", v)
+	}
+	var calls []string
+	for _, c := range rec.list() {
+		if id, action, _ := strings.Cut(c, " "); id == first {
+			calls = append(calls, action)
+		}
+	}
+	if !slices.Equal(calls, []string{"a", "b"}) {
+		t.Fatalf("I's calls = %v, want [a b]", calls)
+	}
+	if _, ok := h.step(first, "x"); ok {
+		t.Fatal("x has a step row in I, want none")
+	}
+	if n := rec.count(second + " x"); n != 1 {
+		t.Fatalf("x ran %d times for the v2 instance, want 1", n)
+	}
+
+	if err := h.e.DeleteDefinition(h.ctx, "evolve", 1); err != nil {
+		t.Fatalf("deleting v1 after I finished: %v", err)
+	}
+	_, err = h.e.Store().DefinitionGet(h.ctx, "evolve", 1)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("v1 after the delete: %v, want store.ErrNotFound", err)
+	}
+	_, _, err = h.e.StartInstance(h.ctx, engine.StartParams{Definition: "evolve", Version: 1})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("starting the deleted v1: %v, want store.ErrNotFound", err)
+	}
+	checkStatus(t, instanceNow(h, first), store.InstanceCompleted)
+	if steps := stepRows(h, first, "b"); len(steps) != 1 {
+		t.Fatalf("I has %d rows of b after the delete, want 1", len(steps))
+	}
+	if err := h.e.Resume(h.ctx, first); !errors.Is(err, engine.ErrFinished) {
+		t.Fatalf("resume of I after its version was deleted: %v, want ErrFinished", err)
 	}
 }

@@ -150,7 +150,9 @@ func (e *Engine) DeprecateDefinition(ctx context.Context, name string, version i
 	return nil
 }
 
-// DeleteDefinition removes a version no instance uses.
+// DeleteDefinition removes a version. It is refused with store.ErrInUse
+// while an instance of the version is running, paused, cancelling or
+// failed; completed, cancelled and terminated ones stay readable.
 func (e *Engine) DeleteDefinition(ctx context.Context, name string, version int) error {
 	if err := e.store.DefinitionDelete(ctx, name, version); err != nil {
 		return fmt.Errorf("deleting %s v%d: %w", name, version, err)

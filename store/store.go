@@ -325,6 +325,9 @@ type Stats struct {
 	Transitions  int64
 	RowsWritten  int64
 	BytesWritten int64
+	// RowsLoaded counts the rows InstanceLoad returned: the instance,
+	// its steps and its timers.
+	RowsLoaded int64
 }
 
 // Store is the persistence every weft node uses. All times the caller
@@ -342,8 +345,10 @@ type Store interface {
 	DefinitionList(ctx context.Context, name string) ([]Definition, error)
 	// DefinitionSetStatus deprecates or reactivates a version.
 	DefinitionSetStatus(ctx context.Context, name string, version int, s DefinitionStatus) error
-	// DefinitionDelete removes a version; ErrInUse while any instance
-	// (running or finished, not yet purged) uses it.
+	// DefinitionDelete removes a version; ErrInUse while any instance of
+	// it is running, paused, cancelling or failed (a failed instance may
+	// be retried). Completed, cancelled and terminated instances do not
+	// hold their version.
 	DefinitionDelete(ctx context.Context, name string, version int) error
 
 	// InstanceCreate stores a new instance with its first steps and

@@ -123,13 +123,16 @@ func (s *Store) DefinitionSetStatus(
 	return nil
 }
 
-// DefinitionDelete removes a version; ErrInUse while any instance row
-// uses it.
+// DefinitionDelete removes a version; ErrInUse while any instance of it
+// is running, paused, cancelling or failed (a failed instance may be
+// retried). Completed, cancelled and terminated instances do not hold
+// their version.
 func (s *Store) DefinitionDelete(ctx context.Context, name string, version int) error {
 	err := s.write(ctx, func(ctx context.Context, w *writer) error {
 		var used int
 		err := w.queryRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM workflow_instances
-			WHERE definition_name = ? AND definition_version = ? LIMIT 1) u`,
+			WHERE definition_name = ? AND definition_version = ?
+			AND status NOT IN ('completed', 'cancelled', 'terminated') LIMIT 1) u`,
 			name, version).Scan(&used)
 		if err != nil {
 			return err

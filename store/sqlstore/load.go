@@ -11,15 +11,18 @@ import (
 // activeSteps selects the active pointers of an instance with all their
 // ancestors: pointers with work, pointers with a due timer, waiting
 // pointers. Each seed is a separate indexed select, so the cost follows
-// the active part of the instance, not its history. The placeholders are
-// the instance id three times, the due time with the timer filter's
+// the active part of the instance, not its history. The seeds are joined
+// with UNION ALL (active's UNION drops the duplicates): with a plain
+// UNION, SQLite merges them in id order through the primary key and
+// walks every step the instance ever had. The placeholders are the
+// instance id three times, the due time with the timer filter's
 // arguments, then the instance id twice more. %s is the timer filter.
 const activeSteps = `WITH RECURSIVE seed(id) AS (
 		SELECT id FROM workflow_steps
 		WHERE instance_id = ? AND work = 1 AND status NOT IN ` + finalStepStatuses + `
-		UNION
+		UNION ALL
 		SELECT id FROM workflow_steps WHERE instance_id = ? AND status = 'waiting'
-		UNION
+		UNION ALL
 		SELECT s.id FROM workflow_timers t
 		JOIN workflow_steps s ON s.instance_id = t.instance_id AND s.id = t.pointer_id
 		WHERE t.instance_id = ? AND t.fire_at <= ?%s
@@ -95,6 +98,8 @@ func (s *Store) load(ctx context.Context, tx *sql.Tx, p store.InstanceLoadParams
 	if err != nil {
 		return store.Loaded{}, fmt.Errorf("reading timers: %w", err)
 	}
+
+	s.loaded.Add(int64(1 + len(steps) + len(timers)))
 
 	return store.Loaded{Instance: inst, Steps: steps, Timers: timers}, nil
 }

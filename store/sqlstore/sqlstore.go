@@ -51,6 +51,7 @@ type Store struct {
 	transitions atomic.Int64
 	rows        atomic.Int64
 	bytes       atomic.Int64
+	loaded      atomic.Int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -83,6 +84,7 @@ func (s *Store) Stats() store.Stats {
 		Transitions:  s.transitions.Load(),
 		RowsWritten:  s.rows.Load(),
 		BytesWritten: s.bytes.Load(),
+		RowsLoaded:   s.loaded.Load(),
 	}
 }
 

@@ -104,4 +104,22 @@ func Stats(t *testing.T, open func(*testing.T) store.Store) {
 		ok(t, e.apply(e.transition(inst)))
 		equal(t, "transitions", e.s.Stats().Transitions-zero.Transitions, int64(1))
 	})
+
+	t.Run("CountLoadedRows", func(t *testing.T) {
+		e := newEnv(t, open)
+		inst := e.create(func(p *store.InstanceCreateParams) {
+			for id := int64(2); id <= 4; id++ {
+				p.Steps = append(p.Steps, store.Step{
+					ID: id, StepID: "done", ParentID: rootID, Status: store.StepCompleted,
+				})
+			}
+			p.Instance.NextPointer = 5
+		})
+
+		zero := e.s.Stats()
+		ld, err := e.s.InstanceLoad(e.ctx, store.InstanceLoadParams{InstanceID: inst.ID, Now: e.now})
+		ok(t, err)
+		equal(t, "steps", len(ld.Steps), 1)
+		equal(t, "rows loaded", e.s.Stats().RowsLoaded-zero.RowsLoaded, int64(2))
+	})
 }
