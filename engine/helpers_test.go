@@ -96,7 +96,14 @@ func (h *harness) start(def string, input string) string {
 // wait blocks until the instance is final and returns it.
 func (h *harness) wait(id string) store.Instance {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(h.ctx, 60*time.Second)
+	return h.waitWithin(id, time.Minute)
+}
+
+// waitWithin waits for the instance to end, failing the test after d:
+// long runs on a loaded machine ask for more than wait gives.
+func (h *harness) waitWithin(id string, d time.Duration) store.Instance {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.ctx, d)
 	defer cancel()
 
 	inst, err := h.e.Wait(ctx, id)
