@@ -418,6 +418,12 @@ func (e *Engine) Report(ctx context.Context, p ReportParams) (store.ReportResult
 		params.Error = &store.StepError{Code: p.Err.Code, Message: p.Err.Message, Retryable: p.Err.Retryable}
 	} else if len(p.Output) > 0 && !json.Valid(p.Output) {
 		return store.ReportResult{}, invalid("output", "malformed JSON")
+	} else if len(p.Output) > e.opts.MaxPayloadBytes {
+		// The attempt fails by the step's retry policy; the payload is
+		// never stored.
+		params.Kind = store.ReportFailed
+		params.Output = nil
+		params.Error = outputTooLarge(len(p.Output), e.opts.MaxPayloadBytes)
 	}
 
 	res, err := e.store.StepReport(ctx, params)

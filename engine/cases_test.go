@@ -1476,3 +1476,59 @@ steps:
 		t.Fatalf("resume of I after its version was deleted: %v, want ErrFinished", err)
 	}
 }
+
+// TestOversizedOutputFailsWithoutThePayload is case 10: a step whose
+// output is over the payload limit fails with "payload too large" by its
+// error behaviour, the failure is stored without the payload, and the
+// instance does not hang; an output just under the limit passes.
+func TestOversizedOutputFailsWithoutThePayload(t *testing.T) {
+	const limit = 4096
+	opts := fastOptions()
+	opts.MaxPayloadBytes = limit
+	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
+	h.register(`
+name: big
+version: 1
+steps:
+  - {id: make, type: task, service: big, action: make, input: input.size, output: made,
+     retry: {max_attempts: 2, initial_interval: 1ms}}
+`)
+	var calls atomic.Int64
+	h.e.Handle("big", "make", func(_ context.Context, task engine.Task) (any, error) {
+		calls.Add(1)
+		var size int
+		if err := json.Unmarshal(task.Input, &size); err != nil {
+			return nil, err
+		}
+		return strings.Repeat("x", size-2), nil // The JSON string adds two quotes.
+	})
+	h.run()
+
+	under := h.wait(begin(h, "big", fmt.Sprintf(`{"size": %d}`, limit)))
+	wantCompleted(t, under)
+
+	calls.Store(0)
+	id := begin(h, "big", fmt.Sprintf(`{"size": %d}`, limit+1))
+	over := h.wait(id)
+	checkStatus(t, over, store.InstanceFailed)
+	if !strings.Contains(string(over.Error), "payload too large") {
+		t.Fatalf("instance error = %s, want it to say payload too large", over.Error)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("handler ran %d times, want 2 (the step's max_attempts)", n)
+	}
+
+	rows := stepRows(h, id, "make")
+	if len(rows) != 1 {
+		t.Fatalf("got %d make steps, want 1", len(rows))
+	}
+	s := rows[0]
+	if len(s.Output) != 0 || (s.Report != nil && len(s.Report.Output) != 0) {
+		t.Fatalf("failed step keeps %d+ bytes of output, want none", len(s.Output))
+	}
+	for _, ev := range h.audit(id) {
+		if len(ev.Data) > limit {
+			t.Fatalf("audit row %s holds %d bytes, want the payload left out", ev.Type, len(ev.Data))
+		}
+	}
+}

@@ -53,10 +53,7 @@ func (r *run) taskCompleted(p *ptr, rep *store.Report) {
 	if len(rep.Output) > r.e.opts.MaxPayloadBytes {
 		size := len(rep.Output)
 		rep.Output = nil
-		r.attemptFailed(p, &store.StepError{
-			Code:    "payload_too_large",
-			Message: fmt.Sprintf("output of %d bytes is over the %d byte limit", size, r.e.opts.MaxPayloadBytes),
-		}, auditStepFailed)
+		r.attemptFailed(p, outputTooLarge(size, r.e.opts.MaxPayloadBytes), auditStepFailed)
 		return
 	}
 
@@ -314,4 +311,14 @@ func (r *run) drained(p *ptr) {
 func (r *run) dropTask(id int64) {
 	r.tr.TasksAdd = slices.DeleteFunc(r.tr.TasksAdd, func(t store.Task) bool { return t.PointerID == id })
 	r.tr.TasksDelete = append(r.tr.TasksDelete, id)
+}
+
+// outputTooLarge is the error of an attempt whose output is over the
+// payload limit. It is retryable: the step's retry policy decides.
+func outputTooLarge(size, limit int) *store.StepError {
+	return &store.StepError{
+		Code:      "payload_too_large",
+		Message:   fmt.Sprintf("payload too large: output of %d bytes is over the %d byte limit", size, limit),
+		Retryable: true,
+	}
 }

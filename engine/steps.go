@@ -371,8 +371,9 @@ func (r *run) taskInput(p *ptr) (json.RawMessage, *store.StepError) {
 	}
 	if len(raw) > r.e.opts.MaxPayloadBytes {
 		return nil, &store.StepError{
-			Code:    "payload_too_large",
-			Message: fmt.Sprintf("input of %d bytes is over the %d byte limit", len(raw), r.e.opts.MaxPayloadBytes),
+			Code: "payload_too_large",
+			Message: fmt.Sprintf("payload too large: input of %d bytes is over the %d byte limit",
+				len(raw), r.e.opts.MaxPayloadBytes),
 		}
 	}
 
