@@ -48,6 +48,7 @@ func CompileWith(d *Definition, opts CompileOptions) (*Graph, error) {
 	}
 	g.Root = c.container(RootID, "", "steps", d.Steps)
 	g.Cancel = c.container(CancelID, "on_cancel", "on_cancel", d.OnCancel)
+	c.checkRefs()
 	if c.count > MaxSteps {
 		c.fs.add("", "the definition has %d steps, over the limit of %d", c.count, MaxSteps)
 	}
@@ -79,6 +80,8 @@ type compiler struct {
 	ids map[string]string
 	// count is the number of steps seen.
 	count int
+	// refs are the step outputs expressions read.
+	refs []stepRef
 	// retry, limits and onFailure are the definition's defaults over the
 	// package's.
 	retry     Retry

@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 )
 
 // Env is what an expression sees. The engine fills it for each
@@ -41,11 +44,25 @@ type Expr struct {
 	prog   *vm.Program
 }
 
+// Limits on an expression's source, checked before it is parsed: the
+// parser recurses once per nesting level, so an unbounded source could
+// exhaust the stack.
+const (
+	// MaxExprBytes is the longest expression source accepted.
+	MaxExprBytes = 8 << 10
+	// MaxExprDepth is the deepest nesting of brackets accepted.
+	MaxExprDepth = 64
+)
+
 // CompileExpr compiles src against the names of Env; it is how every
 // expression is checked at registration.
 func CompileExpr(src string) (*Expr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, errors.New("empty expression")
+	}
+
+	if err := checkExprShape(src); err != nil {
+		return nil, err
 	}
 
 	prog, err := expr.Compile(src, expr.Env(envTypes))
@@ -54,6 +71,72 @@ func CompileExpr(src string) (*Expr, error) {
 	}
 
 	return &Expr{Source: src, prog: prog}, nil
+}
+
+// checkExprShape refuses a source over MaxExprBytes or nested deeper
+// than MaxExprDepth, counting brackets outside string literals.
+func checkExprShape(src string) error {
+	if len(src) > MaxExprBytes {
+		return fmt.Errorf("expression of %d bytes is over the limit of %d", len(src), MaxExprBytes)
+	}
+
+	depth := 0
+	var quote byte
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case quote != 0 && c == '\\':
+			i++
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'' || c == '`':
+			quote = c
+		case c == '(' || c == '[' || c == '{':
+			depth++
+			if depth > MaxExprDepth {
+				return fmt.Errorf("expression nests deeper than %d brackets", MaxExprDepth)
+			}
+		case c == ')' || c == ']' || c == '}':
+			depth--
+		}
+	}
+
+	return nil
+}
+
+// StepRefs returns the ids of the steps whose outputs the expression
+// reads, as steps.<id> or steps["<id>"], sorted and without repeats.
+func (e *Expr) StepRefs() []string {
+	v := &stepRefs{}
+	node := e.prog.Node()
+	ast.Walk(&node, v)
+	sort.Strings(v.ids)
+
+	return slices.Compact(v.ids)
+}
+
+// stepRefs collects the ids under "steps" in a walked tree.
+type stepRefs struct {
+	ids []string
+}
+
+// Visit implements ast.Visitor.
+func (v *stepRefs) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok {
+		return
+	}
+
+	id, ok := m.Node.(*ast.IdentifierNode)
+	if !ok || id.Value != "steps" {
+		return
+	}
+
+	if prop, ok := m.Property.(*ast.StringNode); ok {
+		v.ids = append(v.ids, prop.Value)
+	}
 }
 
 // Eval runs the expression over env.
@@ -407,7 +490,41 @@ func CompileSchema(doc []byte) (*InputSchema, error) {
 		return nil, fmt.Errorf("compiling schema: %w", schemaError(err))
 	}
 
+	// A reference cycle shows only when a value is validated: probe with
+	// one value of each JSON type so that such a schema fails here, not
+	// at the first start.
+	for _, probe := range []any{map[string]any{}, []any{}, "", json.Number("0"), true, nil} {
+		if rc, ok := refCycle(s.Validate(probe)); ok {
+			return nil, fmt.Errorf("compiling schema: the reference at %q leads back to "+
+				"itself, so no value can ever be validated", rc.KeywordLocation1)
+		}
+	}
+
 	return &InputSchema{schema: s}, nil
+}
+
+// refCycle finds a reference cycle among a validation error's causes.
+func refCycle(err error) (*kind.RefCycle, bool) {
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return nil, false
+	}
+
+	var find func(*jsonschema.ValidationError) (*kind.RefCycle, bool)
+	find = func(ve *jsonschema.ValidationError) (*kind.RefCycle, bool) {
+		if rc, ok := ve.ErrorKind.(*kind.RefCycle); ok {
+			return rc, true
+		}
+		for _, c := range ve.Causes {
+			if rc, ok := find(c); ok {
+				return rc, true
+			}
+		}
+
+		return nil, false
+	}
+
+	return find(ve)
 }
 
 // schemaURL names an input schema inside the compiler; it is not a file

@@ -14,8 +14,32 @@ func (c *compiler) expr(path, src string) *Expr {
 		c.fs.add(path, "%s", err.Error())
 		return nil
 	}
+	c.noteRefs(path, e)
 
 	return e
+}
+
+// stepRef is an expression's read of a step's output, checked once every
+// step id is known.
+type stepRef struct {
+	path, id string
+}
+
+// noteRefs remembers the steps an expression at path reads.
+func (c *compiler) noteRefs(path string, e *Expr) {
+	for _, id := range e.StepRefs() {
+		c.refs = append(c.refs, stepRef{path: path, id: id})
+	}
+}
+
+// checkRefs records a fault for every expression that reads a step the
+// definition does not have.
+func (c *compiler) checkRefs() {
+	for _, r := range c.refs {
+		if _, ok := c.ids[r.id]; !ok {
+			c.fs.add(r.path, "no step %q", r.id)
+		}
+	}
 }
 
 // typedExpr compiles an expression whose result must be of one of the
@@ -45,6 +69,7 @@ func (c *compiler) duration(path, src string) *DurationExpr {
 	}
 
 	if d.Expr != nil {
+		c.noteRefs(path, d.Expr)
 		t := d.Expr.prog.Node().Type()
 		switch {
 		case t == nil:

@@ -77,8 +77,11 @@ func (e *Engine) StartInstance(ctx context.Context, p StartParams) (store.Instan
 		Now:      now,
 	}
 	if p.StartKey != "" {
-		sum := sha256.Sum256(input)
-		params.InputHash = hex.EncodeToString(sum[:])
+		hash, err := inputHash(input)
+		if err != nil {
+			return store.Instance{}, false, err
+		}
+		params.InputHash = hash
 	}
 	if g.Deadline > 0 {
 		params.Timers = append(params.Timers, store.Timer{
@@ -116,6 +119,25 @@ func (e *Engine) startGraph(ctx context.Context, p StartParams) (*definition.Gra
 	}
 
 	return e.defs.graph(ctx, p.Definition, p.Version)
+}
+
+// inputHash hashes a start input by its meaning: keys in any order and
+// any spacing give one hash, numbers are compared by their text.
+func inputHash(input json.RawMessage) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(input))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", invalid("input", "malformed JSON: %v", err)
+	}
+
+	canonical, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encoding input: %w", err)
+	}
+	sum := sha256.Sum256(canonical)
+
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // checkInput validates a start input and returns it compacted.
@@ -375,6 +397,16 @@ func (e *Engine) PublishEvent(ctx context.Context, p PublishParams) (store.Event
 		return store.Event{}, invalid("data", "malformed JSON")
 	}
 
+	if p.InstanceID != "" {
+		inst, err := e.store.InstanceGet(ctx, p.InstanceID)
+		if err != nil {
+			return store.Event{}, fmt.Errorf("getting instance %s: %w", p.InstanceID, err)
+		}
+		if inst.Status.Final() {
+			return store.Event{}, fmt.Errorf("instance %s is %s: %w", p.InstanceID, inst.Status, ErrFinished)
+		}
+	}
+
 	now := e.clock.Now()
 	if p.Time.IsZero() {
 		p.Time = now
@@ -415,7 +447,7 @@ func (e *Engine) Report(ctx context.Context, p ReportParams) (store.ReportResult
 	if p.Err != nil {
 		params.Kind = store.ReportFailed
 		params.Output = nil
-		params.Error = &store.StepError{Code: p.Err.Code, Message: p.Err.Message, Retryable: p.Err.Retryable}
+		params.Error = boundedError(p.Err)
 	} else if len(p.Output) > 0 && !json.Valid(p.Output) {
 		return store.ReportResult{}, invalid("output", "malformed JSON")
 	} else if len(p.Output) > e.opts.MaxPayloadBytes {

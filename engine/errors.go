@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/weftworks/weft/store"
 )
@@ -56,6 +57,41 @@ func (e *Error) Error() string {
 	}
 
 	return e.Code + ": " + e.Message
+}
+
+// Limits on a failure report: a longer code or message is cut to the
+// limit before it is stored, with a note of the size it had.
+const (
+	// MaxErrorCodeBytes bounds an error code.
+	MaxErrorCodeBytes = 128
+	// MaxErrorMessageBytes bounds an error message.
+	MaxErrorMessageBytes = 8 << 10
+)
+
+// boundedError returns the store's form of a reported error, its code
+// and message cut to their limits.
+func boundedError(e *Error) *store.StepError {
+	return &store.StepError{
+		Code:      cut(e.Code, MaxErrorCodeBytes),
+		Message:   cut(e.Message, MaxErrorMessageBytes),
+		Retryable: e.Retryable,
+	}
+}
+
+// cut shortens s to at most limit bytes, on a rune boundary, saying how
+// long it was.
+func cut(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+
+	note := fmt.Sprintf(" (cut from %d bytes)", len(s))
+	end := max(limit-len(note), 0)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+
+	return s[:end] + note
 }
 
 // NonRetryable returns a handler error that fails the step at once.

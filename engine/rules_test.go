@@ -814,19 +814,26 @@ steps:
 			Definition: "once", Input: json.RawMessage(input), StartKey: "order-7",
 		})
 	}
-	first, created, err := start(`{"a": 1}`)
+	first, created, err := start(`{"a": 1, "b": {"c": 2.50, "d": [1, 2]}}`)
 	if err != nil || !created {
 		t.Fatalf("first start: created %t, %v; want created", created, err)
 	}
 	t.Cleanup(func() { assertAuditSeq(t, h, first.ID) })
 
-	again, created, err := start(`{"a":1}`)
-	if err != nil || created || again.ID != first.ID {
-		t.Fatalf("same key and input: %s created %t, %v; want %s, not created",
-			again.ID, created, err, first.ID)
+	for _, same := range []string{
+		`{"a":1,"b":{"c":2.50,"d":[1,2]}}`,
+		`{"b": {"d": [1, 2], "c": 2.50}, "a": 1}`,
+	} {
+		again, created, err := start(same)
+		if err != nil || created || again.ID != first.ID {
+			t.Fatalf("same key and input %s: %s created %t, %v; want %s, not created",
+				same, again.ID, created, err, first.ID)
+		}
 	}
-	if _, _, err := start(`{"a": 2}`); !errors.Is(err, store.ErrAlreadyExists) {
-		t.Fatalf("same key, other input: %v, want store.ErrAlreadyExists", err)
+	for _, other := range []string{`{"a": 2}`, `{"a": 1, "b": {"c": 2.50, "d": [2, 1]}}`} {
+		if _, _, err := start(other); !errors.Is(err, store.ErrAlreadyExists) {
+			t.Fatalf("same key, other input %s: %v, want store.ErrAlreadyExists", other, err)
+		}
 	}
 	wantCompleted(t, h.wait(first.ID))
 
@@ -927,6 +934,10 @@ steps:
 				t.Fatalf("%s of a %s instance: %v, want ErrFinished", name, inst.Status, err)
 			}
 		}
+		_, err := h.e.PublishEvent(h.ctx, engine.PublishParams{Name: "poke", InstanceID: id})
+		if !errors.Is(err, engine.ErrFinished) {
+			t.Fatalf("event for a %s instance: %v, want ErrFinished", inst.Status, err)
+		}
 		again, err := h.e.Instance(h.ctx, id)
 		if err != nil || again.Status != inst.Status || again.LastSeq != inst.LastSeq {
 			t.Fatalf("after the refused commands: %s seq %d (%v), want %s seq %d",
@@ -943,4 +954,49 @@ func auditKinds(evs []store.AuditEvent) []string {
 	}
 
 	return out
+}
+
+// TestRuleErrorReportIsBounded cuts a failure report's code and message
+// to their limits before anything stores them, so a service cannot grow
+// a step, the instance or the audit log without bound.
+func TestRuleErrorReportIsBounded(t *testing.T) {
+	h := newHarness(t)
+	h.register(`
+name: noisy
+version: 1
+steps:
+  - {id: s, type: task, service: noisy, action: run, retry: {max_attempts: 1}}
+`)
+	h.run()
+
+	id := begin(h, "noisy", `{}`)
+	task := claimOutside(h, "noisy")
+	_, err := h.e.Report(h.ctx, engine.ReportParams{
+		InstanceID: task.InstanceID, PointerID: task.PointerID, Attempt: task.Attempt,
+		Token: task.Token, Err: &engine.Error{
+			Code: strings.Repeat("c", 1<<20), Message: strings.Repeat("m", 20<<20),
+		},
+	})
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+
+	inst := h.wait(id)
+	checkStatus(t, inst, store.InstanceFailed)
+	limit := engine.MaxErrorCodeBytes + engine.MaxErrorMessageBytes + 1024
+	if len(inst.Error) > limit {
+		t.Fatalf("instance error holds %d bytes, want at most %d", len(inst.Error), limit)
+	}
+	for _, ev := range h.audit(id) {
+		if len(ev.Data) > limit {
+			t.Fatalf("audit row %s holds %d bytes, want at most %d", ev.Type, len(ev.Data), limit)
+		}
+	}
+	s, _ := h.step(id, "s")
+	if len(s.Error) > limit {
+		t.Fatalf("step error holds %d bytes, want at most %d", len(s.Error), limit)
+	}
+	if !strings.Contains(string(s.Error), "(cut from 20971520 bytes)") {
+		t.Fatalf("step error does not say it was cut: %.200s", s.Error)
+	}
 }

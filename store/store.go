@@ -548,7 +548,8 @@ type StepReportParams struct {
 	InstanceID string
 	PointerID  int64
 	Attempt    int
-	// Token, when set, must equal the attempt's task token.
+	// Token must equal the attempt's task token; a report without it, or
+	// for a pointer that has none, is late.
 	Token  string
 	Kind   ReportKind
 	Output json.RawMessage

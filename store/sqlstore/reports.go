@@ -82,15 +82,17 @@ func (w *writer) report(ctx context.Context, p store.StepReportParams) (store.Re
 }
 
 // lateReason says why a report or heartbeat with this token and attempt
-// comes too late, or "" when it does not (yet).
+// comes too late, or "" when it does not (yet). Only the holder of the
+// current attempt's token may report: a pointer without a token (a
+// container, or a task not dispatched yet) takes no report at all.
 func lateReason(status store.InstanceStatus, st store.Step, token string, attempt int) string {
 	switch {
 	case status.Final():
 		return reasonFinished
-	case token != "" && token != st.Token:
-		return reasonToken
 	case attempt != st.Attempt:
 		return reasonSuperseded
+	case st.Token == "" || token != st.Token:
+		return reasonToken
 	}
 
 	return ""
@@ -155,7 +157,7 @@ func (w *writer) instanceStatus(ctx context.Context, id string) (store.InstanceS
 }
 
 // StepHeartbeat records a heartbeat for the current attempt: accepted
-// when the instance is not final, the token (when given) and the attempt
+// when the instance is not final, the token and the attempt
 // match and the step is running, late otherwise (not audited). An
 // accepted heartbeat moves the attempt's heartbeat timer to Now plus the
 // task's heartbeat limit, never past its start-to-close deadline; a task

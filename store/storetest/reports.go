@@ -84,6 +84,40 @@ func Reports(t *testing.T, open func(*testing.T) store.Store) {
 
 	t.Run("Late", func(t *testing.T) { lateReports(t, open, report) })
 
+	t.Run("ContainerTakesNoReport", func(t *testing.T) {
+		e := newEnv(t, open)
+		inst := e.dispatch(e.create(), taskOptions{})
+		tr := e.transition(e.lease(inst.ID))
+		root := e.step(inst.ID, rootID)
+		root.Status = store.StepRunning
+		tr.Steps = []store.Step{root}
+		ok(t, e.apply(tr))
+		inst = e.instance(inst.ID)
+		root = e.step(inst.ID, rootID)
+
+		for _, tok := range []string{"", token} {
+			res := report(e, inst.ID, func(p *store.StepReportParams) {
+				p.PointerID, p.Attempt, p.Token = rootID, root.Attempt, tok
+			})
+			equal(t, "outcome", res.Outcome, store.ReportLate)
+			equal(t, "root step", e.step(inst.ID, rootID), root)
+		}
+		equal(t, "wake", e.instance(inst.ID).Wake, inst.Wake)
+	})
+
+	t.Run("HeartbeatNeedsToken", func(t *testing.T) {
+		e := newEnv(t, open)
+		inst := e.dispatch(e.create(), taskOptions{})
+		for _, p := range []store.StepHeartbeatParams{
+			{InstanceID: inst.ID, PointerID: taskID, Attempt: 1, Now: e.now},
+			{InstanceID: inst.ID, PointerID: rootID, Attempt: 1, Now: e.now},
+		} {
+			res, err := e.s.StepHeartbeat(e.ctx, p)
+			ok(t, err)
+			equal(t, "outcome", res.Outcome, store.ReportLate)
+		}
+	})
+
 	t.Run("MissingIsNotFound", func(t *testing.T) {
 		e := newEnv(t, open)
 		inst := e.create()
@@ -110,6 +144,7 @@ func lateReports(
 	}{
 		{"instance finished", finish, nil, "instance finished"},
 		{"token", nil, func(p *store.StepReportParams) { p.Token = "other" }, "token does not match"},
+		{"no token", nil, func(p *store.StepReportParams) { p.Token = "" }, "token does not match"},
 		{"superseded", nil, func(p *store.StepReportParams) { p.Attempt = 2 }, "attempt superseded"},
 		{"not running", setStatus(store.StepPending), nil, "step not running"},
 	}
