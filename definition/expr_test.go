@@ -202,3 +202,28 @@ func TestCompileSchemaRefusesExternalRefs(t *testing.T) {
 		t.Error("invalid input accepted")
 	}
 }
+
+// TestCompileExprRefusesDeepSources is the regression test of a crash:
+// 400 000 nested brackets in one expression overflowed the parser's stack
+// and killed the process. Such sources are refused before parsing.
+func TestCompileExprRefusesDeepSources(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"brackets", strings.Repeat("[", 400000) + strings.Repeat("]", 400000), "over the limit"},
+		{"parentheses", strings.Repeat("(", 65) + "1" + strings.Repeat(")", 65), "deeper than 64"},
+		{"negations", strings.Repeat("!", 1000000) + "true", "over the limit"},
+		{"brackets in a string", `"` + strings.Repeat("[", 100) + `" == input.s`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := CompileExpr(tt.src)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("error = %v, want none", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error = %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+}
