@@ -59,6 +59,10 @@ type Options struct {
 	// MaxPayloadBytes limits inputs, outputs and event data; default
 	// 1 MiB.
 	MaxPayloadBytes int
+	// MaxDataBytes limits an instance's data, the JSON object that step
+	// outputs and events are written into; default 4 MiB. An output
+	// that takes it over fails the instance with reason data_too_large.
+	MaxDataBytes int
 	// StartKeyTTL is how long start keys are remembered; default 24h.
 	StartKeyTTL time.Duration
 	// Jitter, when set, replaces the random source of retry jitter
@@ -88,6 +92,7 @@ func (o *Options) fill() {
 	setDefault(&o.HandlerConcurrency, 64)
 	setDefault(&o.CancelGrace, 30*time.Second)
 	setDefault(&o.MaxPayloadBytes, 1<<20)
+	setDefault(&o.MaxDataBytes, 4<<20)
 	setDefault(&o.StartKeyTTL, 24*time.Hour)
 }
 

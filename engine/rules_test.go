@@ -1000,3 +1000,47 @@ steps:
 		t.Fatalf("step error does not say it was cut: %.200s", s.Error)
 	}
 }
+
+// TestRuleDataLimit fails an instance whose data grows over
+// Options.MaxDataBytes, naming the step whose output took it over, and
+// keeps the data it had before that output.
+func TestRuleDataLimit(t *testing.T) {
+	opts := fastOptions()
+	opts.MaxDataBytes = 10000
+	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
+	h.register(`
+name: grow
+version: 1
+steps:
+  - id: loop
+    type: while
+    condition: "true"
+    max_iterations: 100
+    steps:
+      - {id: add, type: task, service: grow, action: add, input: data.list, output: list}
+`)
+	h.e.Handle("grow", "add", func(_ context.Context, task engine.Task) (any, error) {
+		var list []string
+		if err := json.Unmarshal(task.Input, &list); err != nil && string(task.Input) != "null" {
+			return nil, err
+		}
+		return append(list, strings.Repeat("x", 1000)), nil
+	})
+	h.run()
+
+	id := begin(h, "grow", `{}`)
+	inst := h.wait(id)
+	checkStatus(t, inst, store.InstanceFailed)
+	if inst.Reason != "data_too_large" || !strings.Contains(string(inst.Error), "payload too large") {
+		t.Fatalf("reason %q, error %s; want data_too_large, payload too large", inst.Reason, inst.Error)
+	}
+	if !strings.Contains(string(inst.Error), `"step_id":"add"`) {
+		t.Fatalf("error %s does not name the step add", inst.Error)
+	}
+	if len(inst.Data) > opts.MaxDataBytes {
+		t.Fatalf("data holds %d bytes, want at most %d", len(inst.Data), opts.MaxDataBytes)
+	}
+	if n := len(dataOf(t, inst.Data)["list"].([]any)); n != 9 {
+		t.Fatalf("data list has %d items, want the 9 that fit", n)
+	}
+}

@@ -53,9 +53,12 @@ type run struct {
 	timers    []store.Timer
 	loadedAll bool
 
-	tr          store.Transition
-	timerOps    map[store.TimerKey]*store.Timer
-	dataDirty   bool
+	tr        store.Transition
+	timerOps  map[store.TimerKey]*store.Timer
+	dataDirty bool
+	// dataGrowth is how many bytes of output this run wrote into data,
+	// an upper bound of its growth until dataOverLimit measures it.
+	dataGrowth  int
 	final       bool
 	dispatched  int
 	stopWorkers bool

@@ -410,6 +410,11 @@ func (r *run) complete(p *ptr, out any, hasOut bool) {
 		if p.node.Output != nil && p.st.Frame == "" {
 			p.node.Output.Set(r.data, out)
 			r.dataDirty = true
+			r.dataGrowth += len(raw)
+			if size, over := r.dataOverLimit(); over {
+				r.dataTooLarge(p, size)
+				return
+			}
 		}
 	}
 
@@ -574,4 +579,46 @@ func errorJSON(p *ptr, serr *store.StepError) json.RawMessage {
 		"code":    serr.Code,
 		"message": serr.Message,
 	})
+}
+
+// dataOverLimit reports whether the instance data has grown over
+// Options.MaxDataBytes, and its size then. It encodes the data only when
+// the loaded size plus what this transition wrote could be over.
+func (r *run) dataOverLimit() (int, bool) {
+	limit := r.e.opts.MaxDataBytes
+	if len(r.inst.Data)+r.dataGrowth <= limit {
+		return 0, false
+	}
+
+	raw, err := json.Marshal(r.data)
+	if err != nil {
+		r.fail(fmt.Errorf("encoding data: %w", err))
+		return 0, false
+	}
+	r.dataGrowth = len(raw) - len(r.inst.Data)
+
+	return len(raw), len(raw) > limit
+}
+
+// dataTooLarge fails the instance because p's output made its data too
+// large; the data stays as it was loaded.
+func (r *run) dataTooLarge(p *ptr, size int) {
+	data, err := decodeJSON(r.inst.Data)
+	if err != nil {
+		r.fail(fmt.Errorf("decoding data: %w", err))
+		return
+	}
+	r.data, _ = data.(map[string]any)
+	if r.data == nil {
+		r.data = map[string]any{}
+	}
+	r.dataDirty, r.dataGrowth = false, 0
+
+	serr := &store.StepError{
+		Code: "payload_too_large",
+		Message: fmt.Sprintf("payload too large: instance data of %d bytes is over the %d byte limit",
+			size, r.e.opts.MaxDataBytes),
+	}
+	r.audit(auditStepFailed, p, serr)
+	r.failInstance("data_too_large", errorJSON(p, serr))
 }
