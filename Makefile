@@ -14,7 +14,7 @@ test: ## Run the tests.
 	$(GO) test $(PKGS)
 
 test-race: ## Run the tests with the race detector, as CI does.
-	$(GO) test -race -timeout 15m $(PKGS)
+	$(GO) test -race -timeout 20m $(PKGS)
 
 verify: lint ## Check formatting, vet and staticcheck.
 

@@ -65,7 +65,7 @@ func CompileExpr(src string) (*Expr, error) {
 		return nil, err
 	}
 
-	prog, err := expr.Compile(src, expr.Env(envTypes))
+	prog, err := expr.Compile(quoteStepIDs(src), expr.Env(envTypes))
 	if err != nil {
 		return nil, fmt.Errorf("compiling %q: %w", src, firstLine(err))
 	}
@@ -104,6 +104,54 @@ func checkExprShape(src string) error {
 	}
 
 	return nil
+}
+
+// quoteStepIDs rewrites steps.<id> as steps["<id>"] where the id holds a
+// '-', outside string literals: step ids may hold hyphens, which the
+// expression language reads as minus. steps.<id> is an object, so a
+// minus right after it could never have meant a subtraction.
+func quoteStepIDs(src string) string {
+	const prefix = "steps."
+	if !strings.Contains(src, prefix) || !strings.Contains(src, "-") {
+		return src
+	}
+
+	var b strings.Builder
+	var quote byte
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case quote != 0:
+			if c == '\\' && i+1 < len(src) {
+				b.WriteByte(c)
+				i++
+				c = src[i]
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'' || c == '`':
+			quote = c
+		case strings.HasPrefix(src[i:], prefix) && (i == 0 || !isIdentByte(src[i-1])):
+			end := i + len(prefix)
+			for end < len(src) && (isIdentByte(src[end]) || src[end] == '-') {
+				end++
+			}
+			id := strings.TrimRight(src[i+len(prefix):end], "-")
+			if strings.Contains(id, "-") {
+				b.WriteString(`steps[` + strconv.Quote(id) + `]`)
+				i += len(prefix) + len(id) - 1
+				continue
+			}
+		}
+		b.WriteByte(c)
+	}
+
+	return b.String()
+}
+
+// isIdentByte reports whether c may be part of an identifier.
+func isIdentByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // StepRefs returns the ids of the steps whose outputs the expression
@@ -575,10 +623,25 @@ func (s *InputSchema) Validate(doc []byte) error {
 	}
 
 	if err := s.schema.Validate(v); err != nil {
-		return fmt.Errorf("input does not match the schema: %w", err)
+		return fmt.Errorf("does not match the input schema: %s", schemaFaults(err))
 	}
 
 	return nil
+}
+
+// schemaFaults writes a validation error's faults on one line, without
+// the schema's made-up URL: "at '/n': got string, want integer".
+func schemaFaults(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	if len(lines) > 1 && strings.HasPrefix(lines[0], "jsonschema validation failed") {
+		lines = lines[1:]
+	}
+
+	for i, l := range lines {
+		lines[i] = strings.TrimPrefix(strings.TrimSpace(l), "- ")
+	}
+
+	return strings.Join(lines, "; ")
 }
 
 // Normalize turns decoded JSON into values expressions can compute with:

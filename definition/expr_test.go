@@ -227,3 +227,38 @@ func TestCompileExprRefusesDeepSources(t *testing.T) {
 		})
 	}
 }
+
+// TestCompileExprReadsHyphenatedStepIDs lets steps.<id> name a step whose
+// id holds hyphens, as ids may; a minus with spaces stays a minus.
+func TestCompileExprReadsHyphenatedStepIDs(t *testing.T) {
+	env := Env{
+		"steps": map[string]any{
+			"pack-one": map[string]any{"output": map[string]any{"n": 5}},
+			"a":        map[string]any{"output": map[string]any{"n": 2}},
+		},
+		"data": map[string]any{"s": "steps.pack-one"},
+	}
+	tests := []struct {
+		src  string
+		want any
+		refs []string
+	}{
+		{"steps.pack-one.output.n", 5, []string{"pack-one"}},
+		{`steps["pack-one"].output.n`, 5, []string{"pack-one"}},
+		{"steps.pack-one.output.n - steps.a.output.n", 3, []string{"a", "pack-one"}},
+		{`data.s == "steps.pack-one"`, true, nil},
+	}
+	for _, tt := range tests {
+		e, err := CompileExpr(tt.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		got, err := e.Eval(env)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Fatalf("%s = %v (%v), want %v", tt.src, got, err, tt.want)
+		}
+		if refs := e.StepRefs(); !reflect.DeepEqual(refs, tt.refs) {
+			t.Fatalf("%s reads steps %v, want %v", tt.src, refs, tt.refs)
+		}
+	}
+}

@@ -92,7 +92,7 @@ func (e *Engine) StartInstance(ctx context.Context, p StartParams) (store.Instan
 
 	out, created, err := e.store.InstanceCreate(ctx, params)
 	if err != nil {
-		return store.Instance{}, false, fmt.Errorf("creating instance: %w", err)
+		return store.Instance{}, false, err
 	}
 	e.wake(e.wakeSched)
 
@@ -112,7 +112,7 @@ func (e *Engine) startGraph(ctx context.Context, p StartParams) (*definition.Gra
 
 	rec, err := e.store.DefinitionGet(ctx, p.Definition, p.Version)
 	if err != nil {
-		return nil, fmt.Errorf("getting definition %s v%d: %w", p.Definition, p.Version, err)
+		return nil, err
 	}
 	if rec.Status == store.DefinitionDeprecated {
 		return nil, fmt.Errorf("definition %s v%d: %w", p.Definition, p.Version, store.ErrDeprecated)
@@ -207,7 +207,7 @@ func (e *Engine) command(ctx context.Context, id string, apply func(*run) error)
 	// may be gone: answer before loading it.
 	inst, err := e.store.InstanceGet(ctx, id)
 	if err != nil {
-		return fmt.Errorf("getting instance %s: %w", id, err)
+		return err
 	}
 	if inst.Status.Final() {
 		return fmt.Errorf("instance %s is %s: %w", id, inst.Status, ErrFinished)
@@ -226,7 +226,7 @@ func (e *Engine) command(ctx context.Context, id string, apply func(*run) error)
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("leasing instance %s: %w", id, err)
+			return err
 		}
 
 		cmdErr, err := e.commandOnce(ctx, inst, apply)
@@ -308,7 +308,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (e *Engine) Instance(ctx context.Context, id string) (store.Instance, error) {
 	inst, err := e.store.InstanceGet(ctx, id)
 	if err != nil {
-		return store.Instance{}, fmt.Errorf("getting instance %s: %w", id, err)
+		return store.Instance{}, err
 	}
 
 	return inst, nil
@@ -347,14 +347,14 @@ func (e *Engine) Audit(ctx context.Context, id string, afterSeq int64, limit int
 func (e *Engine) ListInstances(ctx context.Context, f store.InstanceFilter) (store.InstancePage, error) {
 	page, err := e.store.InstanceList(ctx, f)
 	if err != nil {
-		return store.InstancePage{}, fmt.Errorf("listing instances: %w", err)
+		return store.InstancePage{}, err
 	}
 
 	return page, nil
 }
 
-// Wait blocks until the instance reaches a final status, or a paused one
-// when stopAtPause is set, and returns it.
+// Wait blocks until the instance reaches a final status, or ctx ends,
+// and returns it.
 func (e *Engine) Wait(ctx context.Context, id string) (store.Instance, error) {
 	for delay := time.Millisecond; ; delay = min(delay*2, 50*time.Millisecond) {
 		inst, err := e.Instance(ctx, id)
@@ -400,7 +400,7 @@ func (e *Engine) PublishEvent(ctx context.Context, p PublishParams) (store.Event
 	if p.InstanceID != "" {
 		inst, err := e.store.InstanceGet(ctx, p.InstanceID)
 		if err != nil {
-			return store.Event{}, fmt.Errorf("getting instance %s: %w", p.InstanceID, err)
+			return store.Event{}, err
 		}
 		if inst.Status.Final() {
 			return store.Event{}, fmt.Errorf("instance %s is %s: %w", p.InstanceID, inst.Status, ErrFinished)
@@ -417,7 +417,7 @@ func (e *Engine) PublishEvent(ctx context.Context, p PublishParams) (store.Event
 		InstanceID: p.InstanceID, PublishedAt: now,
 	})
 	if err != nil {
-		return store.Event{}, fmt.Errorf("publishing event %s: %w", p.Name, err)
+		return store.Event{}, err
 	}
 	e.wake(e.wakeSched)
 
@@ -460,7 +460,7 @@ func (e *Engine) Report(ctx context.Context, p ReportParams) (store.ReportResult
 
 	res, err := e.store.StepReport(ctx, params)
 	if err != nil {
-		return store.ReportResult{}, fmt.Errorf("reporting step %s/%d: %w", p.InstanceID, p.PointerID, err)
+		return store.ReportResult{}, err
 	}
 	if res.Outcome == store.ReportLate {
 		return res, fmt.Errorf("step %s/%d attempt %d: %s: %w", p.InstanceID, p.PointerID, p.Attempt, res.Reason, ErrLate)

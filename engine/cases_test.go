@@ -1457,23 +1457,14 @@ steps:
 		t.Fatalf("x ran %d times for the v2 instance, want 1", n)
 	}
 
-	if err := h.e.DeleteDefinition(h.ctx, "evolve", 1); err != nil {
-		t.Fatalf("deleting v1 after I finished: %v", err)
+	// A finished instance still names v1: the version stays, so that
+	// (evolve, 1) can never be registered again with other content.
+	if err := h.e.DeleteDefinition(h.ctx, "evolve", 1); !errors.Is(err, store.ErrInUse) {
+		t.Fatalf("deleting v1 after I finished: %v, want store.ErrInUse", err)
 	}
-	_, err = h.e.Store().DefinitionGet(h.ctx, "evolve", 1)
-	if !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("v1 after the delete: %v, want store.ErrNotFound", err)
-	}
-	_, _, err = h.e.StartInstance(h.ctx, engine.StartParams{Definition: "evolve", Version: 1})
-	if !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("starting the deleted v1: %v, want store.ErrNotFound", err)
-	}
-	checkStatus(t, instanceNow(h, first), store.InstanceCompleted)
-	if steps := stepRows(h, first, "b"); len(steps) != 1 {
-		t.Fatalf("I has %d rows of b after the delete, want 1", len(steps))
-	}
-	if err := h.e.Resume(h.ctx, first); !errors.Is(err, engine.ErrFinished) {
-		t.Fatalf("resume of I after its version was deleted: %v, want ErrFinished", err)
+	other := strings.Replace(v1, "nap", "rest", 1)
+	if _, err := h.e.RegisterDefinition(h.ctx, []byte(other)); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("registering other content as v1: %v, want store.ErrAlreadyExists", err)
 	}
 }
 

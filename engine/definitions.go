@@ -40,7 +40,7 @@ func (d *definitions) graph(ctx context.Context, name string, version int) (*def
 
 	rec, err := d.store.DefinitionGet(ctx, name, version)
 	if err != nil {
-		return nil, fmt.Errorf("getting definition %s v%d: %w", name, version, err)
+		return nil, err
 	}
 
 	return d.compile(rec)
@@ -144,18 +144,18 @@ func (e *Engine) ValidateDefinition(src []byte) (*definition.Definition, *defini
 func (e *Engine) DeprecateDefinition(ctx context.Context, name string, version int) error {
 	err := e.store.DefinitionSetStatus(ctx, name, version, store.DefinitionDeprecated)
 	if err != nil {
-		return fmt.Errorf("deprecating %s v%d: %w", name, version, err)
+		return err
 	}
 
 	return nil
 }
 
 // DeleteDefinition removes a version. It is refused with store.ErrInUse
-// while an instance of the version is running, paused, cancelling or
-// failed; completed, cancelled and terminated ones stay readable.
+// while any instance of the version is stored, finished or not, so that
+// (name, version) always names the content its instances ran.
 func (e *Engine) DeleteDefinition(ctx context.Context, name string, version int) error {
 	if err := e.store.DefinitionDelete(ctx, name, version); err != nil {
-		return fmt.Errorf("deleting %s v%d: %w", name, version, err)
+		return err
 	}
 
 	e.defs.mu.Lock()

@@ -130,9 +130,11 @@ type Counters struct {
 	Transitions atomic.Int64
 	Conflicts   atomic.Int64
 	LeaseLost   atomic.Int64
-	IdlePolls   atomic.Int64
-	Claims      atomic.Int64
-	Dispatched  atomic.Int64
+	// LeaseExtends counts leases moved on while a transition ran long.
+	LeaseExtends atomic.Int64
+	IdlePolls    atomic.Int64
+	Claims       atomic.Int64
+	Dispatched   atomic.Int64
 }
 
 // New returns an engine on st. Call Start to run its loops.

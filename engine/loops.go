@@ -12,7 +12,7 @@ import (
 // It sleeps until the earliest due instance, a wake-up, or the poll
 // interval, whichever comes first.
 func (e *Engine) scheduleLoop(ctx context.Context) {
-	jobs := make(chan store.Instance, e.opts.ClaimBatch)
+	jobs := make(chan claim, e.opts.ClaimBatch)
 	for range e.opts.Workers {
 		e.runLoop(ctx, func(ctx context.Context) { e.work(ctx, jobs) })
 	}
@@ -32,9 +32,10 @@ func (e *Engine) scheduleLoop(ctx context.Context) {
 		}
 
 		e.counters.Claims.Add(int64(len(insts)))
+		at := time.Now()
 		for _, inst := range insts {
 			select {
-			case jobs <- inst:
+			case jobs <- claim{inst: inst, at: at}:
 			case <-ctx.Done():
 				return
 			}
@@ -70,21 +71,71 @@ func (e *Engine) idle(ctx context.Context, wake chan struct{}, d time.Duration) 
 	}
 }
 
+// claim is an instance the scheduler leased, and when.
+type claim struct {
+	inst store.Instance
+	at   time.Time
+}
+
 // work advances the instances the scheduler claimed.
-func (e *Engine) work(ctx context.Context, jobs <-chan store.Instance) {
-	for inst := range jobs {
+func (e *Engine) work(ctx context.Context, jobs <-chan claim) {
+	for c := range jobs {
 		if ctx.Err() != nil {
 			return
 		}
-		e.advance(context.WithoutCancel(ctx), inst)
+		e.advance(context.WithoutCancel(ctx), c)
+	}
+}
+
+// keepLease extends a claimed instance's lease every third of the lease
+// TTL, counted from the claim, until the returned stop is called or the
+// lease is lost: a transition that takes long (a wide fan-out on a busy
+// machine) is not fenced off midway and redone forever.
+func (e *Engine) keepLease(ctx context.Context, c claim) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	every := e.opts.LeaseTTL / 3
+
+	go func() {
+		defer close(done)
+
+		next := c.at.Add(every)
+		for {
+			t := time.NewTimer(time.Until(next))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+
+			err := e.store.InstanceExtend(ctx, store.InstanceExtendParams{
+				InstanceID: c.inst.ID, Owner: e.opts.NodeID, Epoch: c.inst.LeaseEpoch,
+				TTL: e.opts.LeaseTTL,
+			})
+			if err != nil {
+				return
+			}
+			e.counters.LeaseExtends.Add(1)
+			next = time.Now().Add(every)
+		}
+	}()
+
+	return func() {
+		cancel()
+		<-done
 	}
 }
 
 // advance runs transitions on a claimed instance until one commits, the
 // lease is lost, or the instance keeps conflicting.
-func (e *Engine) advance(ctx context.Context, claimed store.Instance) {
+func (e *Engine) advance(ctx context.Context, c claim) {
+	claimed := c.inst
 	unlock := e.locks.lock(claimed.ID)
 	defer unlock()
+
+	stop := e.keepLease(ctx, c)
+	defer stop()
 
 	for try := 0; try < 20; try++ {
 		ld, err := e.store.InstanceLoad(ctx, store.InstanceLoadParams{

@@ -1044,3 +1044,35 @@ steps:
 		t.Fatalf("data list has %d items, want the 9 that fit", n)
 	}
 }
+
+// TestRuleLongTransitionKeepsItsLease fans out wider than a transition
+// can write within the lease TTL: the engine extends the lease while it
+// works, so the transition commits instead of being fenced off and redone
+// forever.
+func TestRuleLongTransitionKeepsItsLease(t *testing.T) {
+	opts := fastOptions()
+	opts.LeaseTTL = 200 * time.Millisecond
+	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
+	h.register(`
+name: wide
+version: 1
+steps:
+  - id: each
+    type: foreach
+    items: input.items
+    parallel: true
+    steps:
+      - {id: one, type: task, service: wide, action: one}
+`)
+	h.e.Handle("wide", "one", func(context.Context, engine.Task) (any, error) { return nil, nil })
+	h.run()
+
+	items, _ := json.Marshal(make([]int, scaled(3000, 500)))
+	inst := h.waitWithin(begin(h, "wide", fmt.Sprintf(`{"items": %s}`, items)), 5*time.Minute)
+	wantCompleted(t, inst)
+	if n := h.e.Counters().LeaseExtends.Load(); n == 0 {
+		t.Fatalf("no lease was extended; the fan-out did not outlast the %v lease", opts.LeaseTTL)
+	}
+	t.Logf("lease extended %d times, lost %d times",
+		h.e.Counters().LeaseExtends.Load(), h.e.Counters().LeaseLost.Load())
+}

@@ -34,7 +34,12 @@ type ptrState struct {
 	HasItem bool `json:"has_item,omitempty"`
 	Iter    int  `json:"iter,omitempty"`
 
-	// Foreach: the items, the next one to start, and counts.
+	// Foreach: the items not started yet, the index of the first of
+	// them, and counts. Started items leave the list, so a wide fan-out
+	// does not rewrite every item on each completion.
+	// TODO: a sequential foreach still rewrites the items left on every
+	// iteration (quadratic bytes over a long list); keeping the list in
+	// a row written once would make its cost flat.
 	Items   []any `json:"items,omitempty"`
 	Next    int   `json:"next,omitempty"`
 	Running int   `json:"running,omitempty"`

@@ -142,14 +142,18 @@ func (r *run) fillForeach(p *ptr) {
 		}
 	}
 
-	for p.st.Next < len(p.st.Items) && p.st.Running < limit {
-		i := p.st.Next
+	for len(p.st.Items) > 0 && p.st.Running < limit {
+		i, item := p.st.Next, p.st.Items[0]
+		p.st.Items = p.st.Items[1:]
+		if len(p.st.Items) == 0 {
+			p.st.Items = nil
+		}
 		p.st.Next++
 		p.st.Running++
 		r.touch(p)
 		st := ptrState{
 			Frame: frameIteration, Block: definition.BlockSteps,
-			Item: p.st.Items[i], Index: i, HasItem: true,
+			Item: item, Index: i, HasItem: true,
 		}
 		r.spawn(p, p.node, i, st)
 		if r.final || r.err != nil || p.row.Status.Final() {

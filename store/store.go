@@ -346,9 +346,8 @@ type Store interface {
 	// DefinitionSetStatus deprecates or reactivates a version.
 	DefinitionSetStatus(ctx context.Context, name string, version int, s DefinitionStatus) error
 	// DefinitionDelete removes a version; ErrInUse while any instance of
-	// it is running, paused, cancelling or failed (a failed instance may
-	// be retried). Completed, cancelled and terminated instances do not
-	// hold their version.
+	// it is stored, finished or not: (name, version) names one content
+	// for as long as an instance may point at it.
 	DefinitionDelete(ctx context.Context, name string, version int) error
 
 	// InstanceCreate stores a new instance with its first steps and
@@ -370,6 +369,11 @@ type Store interface {
 	// ErrLeaseLost when another node holds an unexpired lease and
 	// ErrNotFound when there is no such instance.
 	InstanceLease(ctx context.Context, id, owner string, ttl time.Duration) (Instance, error)
+	// InstanceExtend moves the expiry of a lease its owner still holds to
+	// the database clock plus TTL, keeping the epoch, so a long
+	// transition is not fenced off midway; ErrLeaseLost when the owner,
+	// epoch or expiry no longer match.
+	InstanceExtend(ctx context.Context, p InstanceExtendParams) error
 	// InstanceNextDue returns the earliest DueAt of unleased, non-final
 	// instances; ok is false when there is none.
 	InstanceNextDue(ctx context.Context) (due time.Time, ok bool, err error)
@@ -478,6 +482,14 @@ type InstanceClaimParams struct {
 	Limit int
 	TTL   time.Duration
 	Now   time.Time
+}
+
+// InstanceExtendParams names a lease to extend and for how long.
+type InstanceExtendParams struct {
+	InstanceID string
+	Owner      string
+	Epoch      int64
+	TTL        time.Duration
 }
 
 // InstanceLoadParams says which instance to load and how much of it.

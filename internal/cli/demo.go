@@ -95,9 +95,9 @@ func printDemo(w io.Writer, e *engine.Engine, cmd *cobra.Command, inst store.Ins
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FILE\tBYTES\tLINES\tSHA-256\t")
+	fmt.Fprintln(tw, "FILE\tBYTES\tLINES\tSHA-256")
 	for _, r := range out.Files {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t\n", filepath.ToSlash(r.Path), r.Bytes, r.Lines, r.SHA256[:16])
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", filepath.ToSlash(r.Path), r.Bytes, r.Lines, r.SHA256[:16])
 	}
 	if err := tw.Flush(); err != nil {
 		return err

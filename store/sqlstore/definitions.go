@@ -124,15 +124,14 @@ func (s *Store) DefinitionSetStatus(
 }
 
 // DefinitionDelete removes a version; ErrInUse while any instance of it
-// is running, paused, cancelling or failed (a failed instance may be
-// retried). Completed, cancelled and terminated instances do not hold
-// their version.
+// is stored, finished or not, until a purge removes it. So a version
+// that an instance ever ran on can never be registered again with other
+// content.
 func (s *Store) DefinitionDelete(ctx context.Context, name string, version int) error {
 	err := s.write(ctx, func(ctx context.Context, w *writer) error {
 		var used int
 		err := w.queryRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM workflow_instances
-			WHERE definition_name = ? AND definition_version = ?
-			AND status NOT IN ('completed', 'cancelled', 'terminated') LIMIT 1) u`,
+			WHERE definition_name = ? AND definition_version = ? LIMIT 1) u`,
 			name, version).Scan(&used)
 		if err != nil {
 			return err

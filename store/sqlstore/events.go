@@ -70,7 +70,7 @@ func (s *Store) EventPublish(ctx context.Context, e store.Event) (store.Event, e
 		return err
 	})
 	if err != nil {
-		return store.Event{}, fmt.Errorf("publishing event %s/%s: %w", e.Name, e.Key, err)
+		return store.Event{}, fmt.Errorf("publishing event %s (key %q): %w", e.Name, e.Key, err)
 	}
 
 	return e, nil

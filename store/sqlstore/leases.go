@@ -82,6 +82,28 @@ func (s *Store) InstanceLease(
 	return inst, nil
 }
 
+// InstanceExtend moves an unexpired lease's expiry to the database clock
+// plus TTL, keeping its epoch; ErrLeaseLost when owner, epoch or expiry
+// do not match.
+func (s *Store) InstanceExtend(ctx context.Context, p store.InstanceExtendParams) error {
+	now := s.dialect.Now
+	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+		n, err := w.exec(ctx, `UPDATE workflow_instances SET lease_expires = `+now+` + ?
+			WHERE id = ? AND lease_owner = ? AND lease_epoch = ? AND lease_expires > `+now,
+			p.TTL.Milliseconds(), p.InstanceID, p.Owner, p.Epoch)
+		if err == nil && n == 0 {
+			return store.ErrLeaseLost
+		}
+
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("extending lease of instance %s: %w", p.InstanceID, err)
+	}
+
+	return nil
+}
+
 // missingOr returns ErrNotFound when the instance does not exist, else
 // err.
 func (w *writer) missingOr(ctx context.Context, id string, err error) error {

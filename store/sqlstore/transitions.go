@@ -42,6 +42,17 @@ func (w *writer) applyTransition(ctx context.Context, t *store.Transition) error
 		return errors.New("transition without an instance status")
 	}
 
+	// A large transition checks its lease before the bulk of its writes:
+	// from then on the write transaction holds the instance (SQLite's
+	// single writer, PostgreSQL's row lock), so the lease cannot run out
+	// from under it while its rows are written.
+	locked := len(t.TimersAdd)+len(t.TimersDelete)+len(t.Steps) > largeTransition
+	if locked {
+		if err := w.lockInstance(ctx, t); err != nil {
+			return err
+		}
+	}
+
 	if err := w.deleteTimers(ctx, t.InstanceID, t.TimersDelete); err != nil {
 		return err
 	}
@@ -50,7 +61,7 @@ func (w *writer) applyTransition(ctx context.Context, t *store.Transition) error
 		return err
 	}
 
-	last, err := w.fenceInstance(ctx, t)
+	last, err := w.fenceInstance(ctx, t, locked)
 	if err != nil {
 		return err
 	}
@@ -87,11 +98,35 @@ func (w *writer) applyTransition(ctx context.Context, t *store.Transition) error
 	return w.addSubscriptions(ctx, t.InstanceID, t.SubscriptionsAdd, t.Now)
 }
 
+// largeTransition is how many timer and step rows a transition may hold
+// before it checks its lease ahead of writing them.
+const largeTransition = 64
+
+// lockInstance checks that the transition's owner and epoch still hold
+// an unexpired lease by the database clock, and takes the instance's row
+// for the rest of the write transaction; ErrLeaseLost when the lease is
+// gone.
+func (w *writer) lockInstance(ctx context.Context, t *store.Transition) error {
+	n, err := w.exec(ctx, `UPDATE workflow_instances SET lease_epoch = lease_epoch
+		WHERE id = ? AND lease_owner = ? AND lease_epoch = ?
+		AND lease_expires > `+w.s.dialect.Now, t.InstanceID, t.Owner, t.Epoch)
+	if err != nil {
+		return fmt.Errorf("locking instance: %w", err)
+	}
+
+	if n == 0 {
+		return fmt.Errorf("owner %q epoch %d: %w", t.Owner, t.Epoch, store.ErrLeaseLost)
+	}
+
+	return nil
+}
+
 // fenceInstance writes the instance's new fields, its due time and its
 // lease, only while the transition's owner and epoch still hold an
-// unexpired lease by the database clock. It returns the new last_seq,
-// or ErrLeaseLost when the lease is gone.
-func (w *writer) fenceInstance(ctx context.Context, t *store.Transition) (int64, error) {
+// unexpired lease by the database clock (checked by lockInstance before,
+// when locked). It returns the new last_seq, or ErrLeaseLost when the
+// lease is gone.
+func (w *writer) fenceInstance(ctx context.Context, t *store.Transition, locked bool) (int64, error) {
 	u := t.Instance
 	due := `(SELECT MIN(fire_at) FROM workflow_timers WHERE instance_id = ?)`
 	dueArgs := []any{t.InstanceID}
@@ -114,13 +149,17 @@ func (w *writer) fenceInstance(ctx context.Context, t *store.Transition) (int64,
 	args = append(args, dueArgs...)
 	args = append(args, t.InstanceID, t.Owner, t.Epoch)
 
+	expiry := ` AND lease_expires > ` + w.s.dialect.Now
+	if locked {
+		expiry = ``
+	}
+
 	var last int64
 	err := w.queryRow(ctx, `UPDATE workflow_instances SET status = ?, reason = ?, data = ?,
 		output = ?, error = ?, state = ?, next_pointer = ?, ended_at = ?, updated_at = ?,
 		last_seq = last_seq + ?,
 		due_at = CASE WHEN wake <> ? THEN CAST(? AS BIGINT) ELSE `+due+` END, `+lease+`
-		WHERE id = ? AND lease_owner = ? AND lease_epoch = ?
-		AND lease_expires > `+w.s.dialect.Now+`
+		WHERE id = ? AND lease_owner = ? AND lease_epoch = ?`+expiry+`
 		RETURNING last_seq`, args...).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("owner %q epoch %d: %w", t.Owner, t.Epoch, store.ErrLeaseLost)

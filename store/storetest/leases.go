@@ -112,6 +112,44 @@ func Leases(t *testing.T, open func(*testing.T) store.Store) {
 		isErr(t, e.apply(e.transition(leased)), store.ErrLeaseLost)
 	})
 
+	t.Run("ExtendKeepsEpochAndMovesExpiry", func(t *testing.T) {
+		e := newEnv(t, open)
+		inst := e.create()
+		leased, err := e.s.InstanceLease(e.ctx, inst.ID, nodeA, 50*time.Millisecond)
+		ok(t, err)
+
+		ext := store.InstanceExtendParams{
+			InstanceID: inst.ID, Owner: nodeA, Epoch: leased.LeaseEpoch, TTL: leaseTTL,
+		}
+		ok(t, e.s.InstanceExtend(e.ctx, ext))
+		time.Sleep(80 * time.Millisecond)
+
+		got := e.instance(inst.ID)
+		equal(t, "epoch kept", got.LeaseEpoch, leased.LeaseEpoch)
+		equal(t, "expiry moved", got.LeaseExpires.After(time.Now().Add(leaseTTL/2)), true)
+		equal(t, "claimed by another", len(claim(e, nodeB, 1, e.now)), 0)
+		ok(t, e.apply(e.transition(leased)))
+	})
+
+	t.Run("ExtendAfterLossIsLeaseLost", func(t *testing.T) {
+		e := newEnv(t, open)
+		inst := e.create()
+		short, err := e.s.InstanceLease(e.ctx, inst.ID, nodeA, time.Millisecond)
+		ok(t, err)
+		time.Sleep(5 * time.Millisecond)
+
+		ext := store.InstanceExtendParams{
+			InstanceID: inst.ID, Owner: nodeA, Epoch: short.LeaseEpoch, TTL: leaseTTL,
+		}
+		isErr(t, e.s.InstanceExtend(e.ctx, ext), store.ErrLeaseLost)
+
+		cur := e.lease(inst.ID)
+		isErr(t, e.s.InstanceExtend(e.ctx, ext), store.ErrLeaseLost)
+		ext.Owner = nodeB
+		ext.Epoch = cur.LeaseEpoch
+		isErr(t, e.s.InstanceExtend(e.ctx, ext), store.ErrLeaseLost)
+	})
+
 	t.Run("KeepLeaseKeepsIt", func(t *testing.T) {
 		e := newEnv(t, open)
 		inst := e.lease(e.create().ID)
