@@ -178,9 +178,6 @@ func (e *Engine) command(ctx context.Context, id string, apply func(*run) error)
 		return invalid("instance_id", "required")
 	}
 
-	unlock := e.locks.lock(id)
-	defer unlock()
-
 	// A finished instance takes no command, and its definition version
 	// may be gone: answer before loading it.
 	inst, err := e.store.InstanceGet(ctx, id)
@@ -190,6 +187,15 @@ func (e *Engine) command(ctx context.Context, id string, apply func(*run) error)
 	if inst.Status.Final() {
 		return fmt.Errorf("instance %s is %s: %w", id, inst.Status, ErrFinished)
 	}
+
+	return e.leased(ctx, id, apply)
+}
+
+// leased takes the instance's lease, waiting while another node holds
+// it, and applies the command under it.
+func (e *Engine) leased(ctx context.Context, id string, apply func(*run) error) error {
+	unlock := e.locks.lock(id)
+	defer unlock()
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -143,8 +143,14 @@ func (r *run) giveUp(p *ptr, serr *store.StepError) {
 		r.failInstance("cleanup_failed", errorJSON(p, serr))
 		return
 	}
+	if r.inCompensation(p) {
+		r.failInstance("compensation_failed", errorJSON(p, serr))
+		return
+	}
 
 	switch p.node.OnFailure {
+	case definition.Compensate:
+		r.compensate(p, serr)
 	case definition.SuspendInstance:
 		p.st.Suspended = true
 		r.ist.Suspended = append(r.ist.Suspended,
@@ -155,7 +161,7 @@ func (r *run) giveUp(p *ptr, serr *store.StepError) {
 	case definition.TerminateInstance:
 		r.finalize(store.InstanceTerminated, "step_failed: "+p.node.ID, errorJSON(p, serr))
 	default:
-		r.failInstance("step_failed: "+p.node.ID, errorJSON(p, serr))
+		r.failStep(p, "step_failed: "+p.node.ID, errorJSON(p, serr))
 	}
 }
 
@@ -178,8 +184,12 @@ func (r *run) handleTimer(t store.Timer) {
 			r.complete(p, nil, false)
 		}
 	case store.TimerRetry:
-		if p.row.Status == store.StepSleeping && p.isTask() {
+		switch {
+		case p.row.Status != store.StepSleeping:
+		case p.isTask():
 			r.dispatch(p)
+		case p.st.Frame == "" && p.node.Kind == definition.KindSaga:
+			r.startSaga(p)
 		}
 	case store.TimerStartToClose, store.TimerHeartbeat, store.TimerScheduleToStart:
 		if t.Attempt == p.row.Attempt && p.inFlight() {

@@ -26,6 +26,10 @@ func (r *run) activate(p *ptr) {
 
 	p.row.Work = false
 	p.row.StartedAt = r.now
+	if p.st.Frame == frameOutcomes {
+		r.runOutcomes(p)
+		return
+	}
 	if p.st.Frame != "" {
 		p.row.Status = store.StepRunning
 		r.startBlock(p, p.st.Block)
@@ -37,7 +41,13 @@ func (r *run) activate(p *ptr) {
 		r.dispatch(p)
 	case definition.KindSequence:
 		p.row.Status = store.StepRunning
+		if p.st.Unwinding {
+			r.nextCompensation(p)
+			return
+		}
 		r.startBlock(p, definition.BlockSteps)
+	case definition.KindSaga:
+		r.startSaga(p)
 	case definition.KindParallel:
 		r.startParallel(p)
 	case definition.KindForeach:
@@ -53,6 +63,10 @@ func (r *run) activate(p *ptr) {
 		r.startDelay(p)
 	case definition.KindWait:
 		r.startWait(p)
+	case definition.KindGoto:
+		r.jump(p)
+	case definition.KindEnd:
+		r.end(p)
 	default:
 		r.fail(fmt.Errorf("step %s: kind %q cannot run", p.node.ID, p.node.Kind))
 	}
@@ -388,7 +402,7 @@ func (r *run) exprFailed(p *ptr, err error) {
 	p.row.Error = mustJSON(serr)
 	r.touch(p)
 	r.audit(auditStepFailed, p, serr)
-	r.failInstance("expression_failed", errorJSON(p, serr))
+	r.failStep(p, "expression_failed", errorJSON(p, serr))
 }
 
 // complete finishes p with its output and tells its parent.
@@ -417,6 +431,16 @@ func (r *run) complete(p *ptr, out any, hasOut bool) {
 		r.audit(auditStepCompleted, p, nil)
 	}
 
+	if p.st.Frame == "" && p.node.Compensates {
+		r.remember(p, out)
+	}
+	if p.st.Frame == "" && p.node.Kind == definition.KindSaga {
+		r.handUp(p)
+	}
+	if p.st.Frame == "" && p.node.Outcomes > 0 {
+		r.startOutcomes(p, out)
+		return
+	}
 	r.childDone(p)
 }
 
@@ -424,7 +448,7 @@ func (r *run) complete(p *ptr, out any, hasOut bool) {
 // foreach or while iteration around it).
 func (r *run) record(p *ptr, out any) {
 	for s := r.parent(p); s != nil; s = r.parent(s) {
-		if s.row.ParentID == 0 || s.st.Frame == frameIteration {
+		if s.row.ParentID == 0 || s.st.Frame == frameIteration || s.st.Frame == frameCompensation {
 			if s.st.Scope == nil {
 				s.st.Scope = map[string]any{}
 			}
@@ -454,6 +478,10 @@ func (r *run) childDone(p *ptr) {
 	r.touch(parent)
 
 	switch {
+	case parent.st.Unwinding:
+		r.compensationDone(parent, p)
+	case parent.st.Frame == frameOutcomes:
+		r.outcomeDone(parent)
 	case parent.st.Frame != "":
 		r.nextInBlock(parent)
 	case parent.node.Kind == definition.KindParallel:
@@ -496,6 +524,11 @@ func (r *run) topDone(p *ptr) {
 		return
 	}
 
+	r.completeInstance(p)
+}
+
+// completeInstance ends the instance as completed, with its output.
+func (r *run) completeInstance(p *ptr) {
 	var out any = r.data
 	if r.g.Output != nil {
 		v, err := r.g.Output.Eval(r.env(p))
@@ -534,6 +567,16 @@ func (r *run) env(p *ptr) definition.Env {
 		}
 	}
 	for _, q := range chain {
+		if q.st.Frame == frameCompensation {
+			if !itemSet {
+				env["item"], env["index"] = q.st.Item, q.st.Index
+			}
+			if !iterSet {
+				env["iteration"] = q.st.Iter
+			}
+			itemSet, iterSet = true, true
+			continue
+		}
 		if q.st.Frame != frameIteration {
 			continue
 		}
