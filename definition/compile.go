@@ -275,5 +275,9 @@ func (c *compiler) build(n *Node, depth int) {
 		c.jumps = append(c.jumps, n)
 	case KindSaga:
 		c.saga(n, depth)
+	case KindWorkflow:
+		c.workflow(n, depth)
+	case KindSchedule, KindRecur:
+		c.beside(n, depth)
 	}
 }

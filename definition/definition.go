@@ -204,7 +204,8 @@ type Step struct {
 	MaxIterations int `json:"max_iterations,omitempty"`
 
 	// Duration (a duration literal or an expression) or Until (an
-	// expression giving an RFC 3339 instant) sets a delay.
+	// expression giving an RFC 3339 instant) sets a delay; Duration is
+	// also how long a schedule step waits before its steps run.
 	Duration string `json:"duration,omitempty"`
 	Until    string `json:"until,omitempty"`
 
@@ -224,6 +225,17 @@ type Step struct {
 	// set and fails otherwise.
 	CancelIf       string `json:"cancel_if,omitempty"`
 	CancelContinue bool   `json:"cancel_continue,omitempty"`
+
+	// Workflow names the definition a workflow step starts a child
+	// instance of, and WorkflowVersion its version (0: the newest active
+	// one when the step starts).
+	Workflow        string `json:"workflow,omitempty"`
+	WorkflowVersion int    `json:"version,omitempty"`
+
+	// Interval is how often a recur step runs its steps (a duration
+	// literal or expression); CancelIf stops it, and MaxIterations caps
+	// its runs.
+	Interval string `json:"interval,omitempty"`
 
 	// Next is the id of the step a goto continues at.
 	Next string `json:"next,omitempty"`

@@ -75,6 +75,11 @@ type Node struct {
 	Cases    int
 	When     []*Expr
 
+	// Workflow and WorkflowVersion name a workflow step's child
+	// definition; Input, Output, Retry and OnFailure below apply to it.
+	Workflow        string
+	WorkflowVersion int
+
 	// Task fields, with defaults applied.
 	Service   string
 	Action    string
@@ -120,6 +125,9 @@ type Node struct {
 	Then SagaThen
 	// Compensates reports whether the node has a compensation block.
 	Compensates bool
+	// Interval paces a recur step (its stop condition is CancelIf, its
+	// cap MaxIterations); a schedule step waits Duration.
+	Interval *DurationExpr
 }
 
 // OutcomeBlock names the block of outcome branch i, as in "outcome:0".

@@ -20,9 +20,13 @@ var kindFields = map[Kind][]string{
 	KindDelay:    {"duration", "until"},
 	KindWait: {"event", "key", "as_of", "timeout", "on_timeout", "cancel_if",
 		"cancel_continue", "output"},
-	KindGoto: {"next"},
-	KindSaga: {"steps", "then", "retry"},
-	KindEnd:  {},
+	KindGoto:     {"next"},
+	KindSaga:     {"steps", "then", "retry"},
+	KindSchedule: {"duration", "steps"},
+	KindRecur:    {"interval", "cancel_if", "max_iterations", "steps"},
+	KindWorkflow: {"workflow", "version", "input", "output", "retry", "on_failure",
+		"compensate"},
+	KindEnd: {},
 }
 
 // article names a step of kind k for messages: "a task step", "an if
@@ -117,6 +121,58 @@ func (c *compiler) compensation(n *Node, depth int) {
 	c.body(n, BlockCompensate, n.Path, "compensate", s.Compensate, depth, "")
 	c.sagaDepth = saga
 	c.compensating--
+}
+
+// workflow checks and compiles a workflow (sub-workflow) step. The
+// child definition is looked up when the step starts, so that
+// definitions may be registered in any order.
+func (c *compiler) workflow(n *Node, depth int) {
+	s := n.Step
+	if c.required(n, "workflow", s.Workflow) && !validName.MatchString(s.Workflow) {
+		c.fs.add(fieldPath(n.Path, "workflow"), "%q is not a valid definition name", s.Workflow)
+	}
+	n.Workflow = s.Workflow
+	if s.WorkflowVersion < 0 {
+		c.fs.add(fieldPath(n.Path, "version"), "must not be negative, got %d", s.WorkflowVersion)
+	}
+	n.WorkflowVersion = s.WorkflowVersion
+
+	if s.Input != nil {
+		n.Input = c.mapping(fieldPath(n.Path, "input"), s.Input)
+	}
+	n.Output = c.output(n)
+	c.taskPolicy(n)
+	c.compensation(n, depth)
+}
+
+// beside checks and compiles a schedule or recur step, whose steps run
+// beside the main path. Neither may stand in on_cancel or in a
+// compensation block.
+func (c *compiler) beside(n *Node, depth int) {
+	s := n.Step
+	if c.compensating > 0 {
+		c.fs.add(n.Path, "%s cannot stand in a compensation block", article(n.Kind))
+	}
+	if strings.HasPrefix(n.Path, "on_cancel") {
+		c.fs.add(n.Path, "%s cannot stand in on_cancel", article(n.Kind))
+	}
+
+	if n.Kind == KindSchedule {
+		if c.required(n, "duration", s.Duration) {
+			n.Duration = c.duration(fieldPath(n.Path, "duration"), s.Duration)
+		}
+	} else {
+		if c.required(n, "interval", s.Interval) {
+			n.Interval = c.duration(fieldPath(n.Path, "interval"), s.Interval)
+		}
+		if c.required(n, "cancel_if", s.CancelIf) {
+			n.CancelIf = c.typedExpr(fieldPath(n.Path, "cancel_if"), s.CancelIf, "a boolean",
+				reflect.Bool)
+		}
+		c.iterations(n)
+	}
+
+	c.body(n, BlockSteps, n.Path, "steps", s.Steps, depth, article(n.Kind))
 }
 
 // saga checks and compiles a saga step.
@@ -275,6 +331,13 @@ func (c *compiler) while(n *Node, depth int) {
 			reflect.Bool)
 	}
 
+	c.iterations(n)
+	c.body(n, BlockSteps, n.Path, "steps", s.Steps, depth, article(n.Kind))
+}
+
+// iterations checks and resolves a step's max_iterations.
+func (c *compiler) iterations(n *Node) {
+	s := n.Step
 	n.MaxIterations = DefaultMaxIterations
 	if s.keys["max_iterations"] || s.MaxIterations != 0 {
 		at := fieldPath(n.Path, "max_iterations")
@@ -286,8 +349,6 @@ func (c *compiler) while(n *Node, depth int) {
 		}
 		n.MaxIterations = s.MaxIterations
 	}
-
-	c.body(n, BlockSteps, n.Path, "steps", s.Steps, depth, article(n.Kind))
 }
 
 // delay checks and compiles a delay step.

@@ -213,3 +213,8 @@ func countHandler(rec *recorder) engine.HandlerFunc {
 		return n + 1, nil
 	}
 }
+
+// jsonUnmarshal decodes raw into v.
+func jsonUnmarshal(raw json.RawMessage, v any) error {
+	return json.Unmarshal(raw, v)
+}

@@ -39,6 +39,9 @@ func (r *run) failStep(p *ptr, reason string, errJSON json.RawMessage) {
 			r.fail(err)
 			return
 		}
+		if q.st.Frame == frameBeside && q.row.Status != store.StepPending {
+			r.ist.Pending--
+		}
 		r.ist.Halted = append(r.ist.Halted, haltedStep{
 			Parent: q.row.ParentID, Step: q.row.StepID, Slot: q.row.Slot,
 			Attempt: q.row.Attempt, State: st.State,
@@ -78,6 +81,7 @@ func (r *run) finalize(status store.InstanceStatus, reason string, errJSON json.
 
 	r.final = true
 	r.inst.Status = status
+	r.reportToParent(status, reason)
 	r.inst.Reason = reason
 	r.inst.EndedAt = r.now
 	if errJSON != nil {

@@ -15,6 +15,10 @@ func (r *run) handleReport(p *ptr) {
 	rep := p.row.Report
 	p.row.Work = false
 	r.touch(p)
+	if rep.Kind == store.ReportCancel {
+		r.childCancelled(p)
+		return
+	}
 	if rep.Attempt != p.row.Attempt {
 		return
 	}
@@ -180,7 +184,12 @@ func (r *run) handleTimer(t store.Timer) {
 
 	switch t.Kind {
 	case store.TimerDelay:
-		if p.row.Status == store.StepSleeping {
+		switch {
+		case p.st.Frame == frameBeside:
+			if p.row.Status == store.StepSleeping || p.row.Status == store.StepWaiting {
+				r.besideTimer(p)
+			}
+		case p.row.Status == store.StepSleeping:
 			r.complete(p, nil, false)
 		}
 	case store.TimerRetry:
@@ -188,6 +197,8 @@ func (r *run) handleTimer(t store.Timer) {
 		case p.row.Status != store.StepSleeping:
 		case p.isTask():
 			r.dispatch(p)
+		case p.st.Frame == "" && p.node.Kind == definition.KindWorkflow:
+			r.startChild(p)
 		case p.st.Frame == "" && p.node.Kind == definition.KindSaga:
 			r.startSaga(p)
 		}
@@ -247,11 +258,13 @@ func (r *run) capReached(t store.Timer) bool {
 	})
 }
 
-// checkWaits abandons waits whose cancel condition now holds.
+// checkWaits abandons waits whose cancel condition now holds, and stops
+// recurrences whose stop condition does.
 func (r *run) checkWaits() {
 	if r.inst.Status != store.InstanceRunning {
 		return
 	}
+	r.checkRecurs()
 
 	for _, p := range r.sorted() {
 		if r.final || r.err != nil {
@@ -288,6 +301,7 @@ func (r *run) cancelPtr(p *ptr) {
 	}
 
 	wasTask := p.isTask() && p.row.Status != store.StepPending
+	r.cancelChild(p)
 	p.row.Status = store.StepCancelled
 	p.row.Work = false
 	p.row.EndedAt = r.now

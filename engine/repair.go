@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/weftworks/weft/definition"
 	"github.com/weftworks/weft/store"
 )
 
@@ -199,7 +198,7 @@ func (r *run) skipFailed(stepID string, out any) error {
 		p.node.Output.Set(r.data, out)
 		r.dataDirty = true
 	}
-	if p.node.Kind == definition.KindTask || p.node.Kind == definition.KindWait {
+	if recorded(p.node.Kind) {
 		r.record(p, out)
 	}
 	r.audit(auditStepSkipped, p, nil)

@@ -48,6 +48,8 @@ type ptrState struct {
 	Unwind    []compEntry     `json:"unwind,omitempty"`
 	Unwinding bool            `json:"unwinding,omitempty"`
 	Failure   json.RawMessage `json:"failure,omitempty"`
+	// Child is the instance a workflow step's current attempt started.
+	Child string `json:"child,omitempty"`
 	// Picked lists the outcome branches an outcomes pointer runs.
 	Picked []int `json:"picked,omitempty"`
 	// Loops counts a while step's finished iterations.
@@ -87,6 +89,23 @@ type instState struct {
 	// holds, during a cancel with compensate-on-cancel, those to run.
 	CompSeq int64       `json:"comp_seq,omitempty"`
 	Undo    []compEntry `json:"undo,omitempty"`
+	// Beside counts the schedule and recur blocks started, Pending those
+	// not finished; MainDone is set once the main path ended while some
+	// were pending.
+	Beside   int64 `json:"beside,omitempty"`
+	Pending  int   `json:"pending,omitempty"`
+	MainDone bool  `json:"main_done,omitempty"`
+	// Parent links a sub-workflow child to the step that started it:
+	// the child's end reports to that step.
+	Parent *parentLink `json:"parent,omitempty"`
+}
+
+// parentLink names the step attempt a child instance reports to.
+type parentLink struct {
+	Instance string `json:"instance_id"`
+	Pointer  int64  `json:"pointer_id"`
+	Attempt  int    `json:"attempt"`
+	Token    string `json:"token"`
 }
 
 // haltedStep is an active step stopped by the instance's failure: what a

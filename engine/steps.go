@@ -30,6 +30,11 @@ func (r *run) activate(p *ptr) {
 		r.runOutcomes(p)
 		return
 	}
+	if p.st.Frame == frameBeside {
+		r.ist.Pending++
+		r.armBeside(p)
+		return
+	}
 	if p.st.Frame != "" {
 		p.row.Status = store.StepRunning
 		r.startBlock(p, p.st.Block)
@@ -63,6 +68,10 @@ func (r *run) activate(p *ptr) {
 		r.startDelay(p)
 	case definition.KindWait:
 		r.startWait(p)
+	case definition.KindWorkflow:
+		r.startChild(p)
+	case definition.KindSchedule, definition.KindRecur:
+		r.startBeside(p)
 	case definition.KindGoto:
 		r.jump(p)
 	case definition.KindEnd:
@@ -426,7 +435,7 @@ func (r *run) complete(p *ptr, out any, hasOut bool) {
 		}
 	}
 
-	if p.st.Frame == "" && (p.node.Kind == definition.KindTask || p.node.Kind == definition.KindWait) {
+	if p.st.Frame == "" && recorded(p.node.Kind) {
 		r.record(p, out)
 		r.audit(auditStepCompleted, p, nil)
 	}
@@ -442,6 +451,11 @@ func (r *run) complete(p *ptr, out any, hasOut bool) {
 		return
 	}
 	r.childDone(p)
+}
+
+// recorded reports whether steps of kind k keep their output in scope.
+func recorded(k definition.Kind) bool {
+	return k == definition.KindTask || k == definition.KindWait || k == definition.KindWorkflow
 }
 
 // record keeps a step's output in the nearest scope (the root, or the
@@ -465,6 +479,10 @@ func (r *run) childDone(p *ptr) {
 		return
 	}
 
+	if p.st.Frame == frameBeside {
+		r.besideDone(p)
+		return
+	}
 	parent := r.parent(p)
 	if parent == nil {
 		if r.err == nil {
@@ -478,6 +496,8 @@ func (r *run) childDone(p *ptr) {
 	r.touch(parent)
 
 	switch {
+	case parent.st.Frame == frameBeside && parent.node.Kind == definition.KindRecur:
+		r.recurNext(parent)
 	case parent.st.Unwinding:
 		r.compensationDone(parent, p)
 	case parent.st.Frame == frameOutcomes:
@@ -521,6 +541,12 @@ func (r *run) nextInBlock(p *ptr) {
 func (r *run) topDone(p *ptr) {
 	if p.row.StepID == definition.CancelID {
 		r.finalize(store.InstanceCancelled, r.ist.CancelReason, nil)
+		return
+	}
+	if r.ist.Pending > 0 {
+		p.row.Status = store.StepRunning
+		p.row.EndedAt = zeroTime
+		r.ist.MainDone = true
 		return
 	}
 
@@ -567,6 +593,10 @@ func (r *run) env(p *ptr) definition.Env {
 		}
 	}
 	for _, q := range chain {
+		if q.st.Frame == frameBeside && q.st.HasItem && !itemSet {
+			env["item"], env["index"] = q.st.Item, q.st.Index
+			itemSet = true
+		}
 		if q.st.Frame == frameCompensation {
 			if !itemSet {
 				env["item"], env["index"] = q.st.Item, q.st.Index
