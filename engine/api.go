@@ -49,6 +49,10 @@ func (e *Engine) StartInstance(ctx context.Context, p StartParams) (store.Instan
 		return store.Instance{}, false, err
 	}
 
+	if err := e.starting(ctx, params.Instance); err != nil {
+		return store.Instance{}, false, err
+	}
+
 	out, created, err := e.store.InstanceCreate(ctx, params)
 	if err != nil {
 		return store.Instance{}, false, fmt.Errorf("creating instance: %w", err)
@@ -279,6 +283,12 @@ func (e *Engine) commit(ctx context.Context, r *run) error {
 	}
 	if r.stopWorkers {
 		e.handlers.cancelInstance(r.inst.ID)
+	}
+	if r.final {
+		inst := r.inst
+		inst.Data, inst.State = t.Instance.Data, t.Instance.State
+		inst.UpdatedAt = t.Now
+		e.ended(ctx, inst)
 	}
 	if len(t.SubscriptionsAdd) > 0 || len(t.Creates) > 0 || len(t.Reports) > 0 {
 		e.wake(e.wakeSched)

@@ -107,6 +107,7 @@ type Engine struct {
 
 	defs     *definitions
 	handlers *handlers
+	hooks    hooks
 	locks    instanceLocks
 
 	wakeSched chan struct{}
@@ -128,6 +129,8 @@ type Counters struct {
 	IdlePolls   atomic.Int64
 	Claims      atomic.Int64
 	Dispatched  atomic.Int64
+	// HookErrors counts errors returned by InstanceHook.Ended.
+	HookErrors atomic.Int64
 }
 
 // New returns an engine on st. Call Start to run its loops.
