@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/weftworks/weft/definition"
 	"github.com/weftworks/weft/store"
 )
 
@@ -52,9 +53,11 @@ func (r *run) failStep(p *ptr, reason string, errJSON json.RawMessage) {
 }
 
 // holdsBlock reports whether p is a container running a block: a failed
-// instance keeps such pointers as they are, for a retry.
+// instance keeps such pointers as they are, for a retry. A workflow step
+// waiting for its child is not one: it stops, and so does its child.
 func (r *run) holdsBlock(p *ptr) bool {
-	return p.row.Status == store.StepRunning && !p.isTask()
+	leaf := p.isTask() || (p.st.Frame == "" && p.node.Kind == definition.KindWorkflow)
+	return p.row.Status == store.StepRunning && !leaf
 }
 
 // finalize gives the instance a final status and removes everything it

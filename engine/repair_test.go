@@ -189,3 +189,48 @@ steps:
 	}
 	checkStatus(t, instanceNow(h, late), store.InstanceFailed)
 }
+
+// TestRetryInsideForeach retries a step that failed in the second of
+// three foreach iterations: the loop goes on from that iteration, the
+// first is not run again, and the results of all three are collected.
+func TestRetryInsideForeach(t *testing.T) {
+	h := newHarness(t)
+	h.register(`
+name: each-retry
+version: 1
+steps:
+  - id: each
+    type: foreach
+    items: input.items
+    result: steps.work.output
+    output: results
+    steps:
+      - {id: work, type: task, service: rec, action: work, input: item,
+         retry: {max_attempts: 1}}
+`)
+	var rec recorder
+	var fixed atomic.Bool
+	h.e.Handle("rec", "work", func(_ context.Context, task engine.Task) (any, error) {
+		in := inputText(task.Input)
+		rec.add(in)
+		if in == "2" && !fixed.Load() {
+			return nil, engine.NonRetryable("broken", "item 2")
+		}
+		return "done-" + in, nil
+	})
+	h.run()
+
+	id := begin(h, "each-retry", `{"items": [1, 2, 3]}`)
+	checkStatus(t, h.wait(id), store.InstanceFailed)
+	fixed.Store(true)
+	if err := h.e.RetryInstance(h.ctx, id); err != nil {
+		t.Fatalf("retrying: %v", err)
+	}
+	inst := h.wait(id)
+	checkStatus(t, inst, store.InstanceCompleted)
+
+	if got := rec.list(); !slices.Equal(got, []string{"1", "2", "2", "3"}) {
+		t.Fatalf("calls = %v, want 1, 2, 2, 3", got)
+	}
+	wantJSON(t, "data.results", dataOf(t, inst.Data)["results"], `["done-1","done-2","done-3"]`)
+}

@@ -537,7 +537,8 @@ type Transition struct {
 	// Reports go to steps of other instances (a child's end to its
 	// parent's step, a parent's cancel to its child) and are applied as
 	// StepReport applies them, in the same commit. A report that comes
-	// late is audited on its instance and does not fail the transition.
+	// late is audited on its instance, and one to a missing instance or
+	// step is dropped; neither fails the transition.
 	Reports []StepReportParams
 	// KeepLease keeps the lease after the write; otherwise it is freed.
 	KeepLease bool

@@ -101,7 +101,11 @@ func (w *writer) crossInstance(ctx context.Context, t *store.Transition) error {
 	}
 
 	for _, p := range t.Reports {
-		if _, err := w.report(ctx, p); err != nil {
+		_, err := w.report(ctx, p)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("reporting to instance %s: %w", p.InstanceID, err)
 		}
 	}

@@ -42,7 +42,7 @@ func CrossInstance(t *testing.T, open func(*testing.T) store.Store) {
 		equal(t, "parent woken", e.instance(parent.ID).Wake, parent.Wake+1)
 	})
 
-	t.Run("LateReportDoesNotFailTransition", func(t *testing.T) {
+	t.Run("LateOrMissingReportDoesNotFailTransition", func(t *testing.T) {
 		e := newEnv(t, open)
 		parent := e.dispatch(e.create(), taskOptions{})
 		other := e.create()
@@ -51,6 +51,8 @@ func CrossInstance(t *testing.T, open func(*testing.T) store.Store) {
 		tr.Reports = []store.StepReportParams{{
 			InstanceID: parent.ID, PointerID: taskID, Attempt: 7, Kind: store.ReportCompleted,
 			Now: e.now,
+		}, {
+			InstanceID: "no-such-instance", PointerID: rootID, Kind: store.ReportCancel, Now: e.now,
 		}}
 		ok(t, e.apply(tr))
 		equal(t, "parent step work", e.step(parent.ID, taskID).Work, false)
