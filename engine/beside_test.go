@@ -115,3 +115,85 @@ steps:
 		t.Fatalf("timers left: %+v", timers)
 	}
 }
+
+// TestScheduleInForeachSeesItem arms a schedule in each foreach
+// iteration: each block runs after the delay with its own item, after
+// the loop and the main path have gone on.
+func TestScheduleInForeachSeesItem(t *testing.T) {
+	h, clock := newClockHarness(t)
+	h.register(`
+name: each-later
+version: 1
+steps:
+  - id: each
+    type: foreach
+    items: "['a', 'b']"
+    steps:
+      - id: later
+        type: schedule
+        duration: 30m
+        steps:
+          - {id: nudge, type: task, service: rec, action: note, input: "'nudge:' + item"}
+  - {id: main, type: task, service: rec, action: note, input: "'main'"}
+`)
+	var rec recorder
+	h.e.Handle("rec", "note", noteHandler(&rec))
+	h.run()
+
+	id := begin(h, "each-later", `{}`)
+	waitStepStatus(h, id, "main", store.StepCompleted)
+	h.waitFor("both schedules to sleep", func() bool {
+		n := 0
+		for _, s := range stepRows(h, id, "later") {
+			if s.Status == store.StepSleeping {
+				n++
+			}
+		}
+		return n == 2
+	})
+	clock.add(30 * time.Minute)
+	wantCompleted(t, h.wait(id))
+
+	got := rec.list()
+	if len(got) != 3 || got[0] != "main" {
+		t.Fatalf("calls = %v, want main then the two nudges", got)
+	}
+	nudges := slices.Clone(got[1:])
+	slices.Sort(nudges)
+	if !slices.Equal(nudges, []string{"nudge:a", "nudge:b"}) {
+		t.Fatalf("nudges = %v, want one per item", nudges)
+	}
+}
+
+// TestEndStopsBesideBlocks ends the instance while a schedule is
+// pending: the instance completes at once and the block never runs.
+func TestEndStopsBesideBlocks(t *testing.T) {
+	h, clock := newClockHarness(t)
+	h.register(`
+name: end-beside
+version: 1
+steps:
+  - id: later
+    type: schedule
+    duration: 1h
+    steps:
+      - {id: nudge, type: task, service: rec, action: note, input: "'nudge'"}
+  - {id: main, type: task, service: rec, action: note, input: "'main'"}
+  - {id: stop, type: end}
+`)
+	var rec recorder
+	h.e.Handle("rec", "note", noteHandler(&rec))
+	h.run()
+
+	id := begin(h, "end-beside", `{}`)
+	wantCompleted(t, h.wait(id))
+	clock.add(2 * time.Hour)
+	time.Sleep(50 * time.Millisecond)
+
+	if got := rec.list(); !slices.Equal(got, []string{"main"}) {
+		t.Fatalf("calls = %v, want only main", got)
+	}
+	if timers, _ := h.st.TimerList(h.ctx, id); len(timers) != 0 {
+		t.Fatalf("timers left: %+v", timers)
+	}
+}
