@@ -39,7 +39,7 @@ func CompileWith(d *Definition, opts CompileOptions) (*Graph, error) {
 		nodes: map[string]*Node{},
 		ids:   map[string]string{},
 	}
-	g := &Graph{Def: d, Nodes: c.nodes}
+	g := &Graph{Def: d, Nodes: c.nodes, CompensateOnCancel: d.CompensateOnCancel}
 	c.header(d, g)
 	c.defaults(d.Defaults)
 
@@ -48,6 +48,7 @@ func CompileWith(d *Definition, opts CompileOptions) (*Graph, error) {
 	}
 	g.Root = c.container(RootID, "", "steps", d.Steps)
 	g.Cancel = c.container(CancelID, "on_cancel", "on_cancel", d.OnCancel)
+	c.resolveJumps()
 	c.checkRefs()
 	if c.count > MaxSteps {
 		c.fs.add("", "the definition has %d steps, over the limit of %d", c.count, MaxSteps)
@@ -82,6 +83,12 @@ type compiler struct {
 	count int
 	// refs are the step outputs expressions read.
 	refs []stepRef
+	// jumps are the goto and end nodes, checked once every id is known.
+	jumps []*Node
+	// sagaDepth counts the sagas around the step being built, and
+	// compensating the compensation blocks.
+	sagaDepth    int
+	compensating int
 	// retry, limits and onFailure are the definition's defaults over the
 	// package's.
 	retry     Retry
@@ -146,17 +153,18 @@ func (c *compiler) container(id, path, field string, steps []*Step) *Node {
 		Blocks: map[string][]*Node{},
 	}
 	c.nodes[id] = n
-	n.Blocks[BlockSteps] = c.block(n, fieldPath("", field), steps, 1)
+	n.Blocks[BlockSteps] = c.block(n, BlockSteps, fieldPath("", field), steps, 1)
 
 	return n
 }
 
 // block builds the nodes of a list of steps at path, whose steps stand
 // at the given depth.
-func (c *compiler) block(parent *Node, path string, steps []*Step, depth int) []*Node {
+func (c *compiler) block(parent *Node, name, path string, steps []*Step, depth int) []*Node {
 	nodes := make([]*Node, 0, len(steps))
 	for i, s := range steps {
 		if n := c.step(parent, indexPath(path, i), s, depth); n != nil {
+			n.BlockName, n.Index = name, len(nodes)
 			nodes = append(nodes, n)
 		}
 	}
@@ -176,7 +184,7 @@ func (c *compiler) body(n *Node, block, path, field string, steps []*Step, depth
 	if n.Blocks == nil {
 		n.Blocks = map[string][]*Node{}
 	}
-	n.Blocks[block] = c.block(n, at, steps, depth+1)
+	n.Blocks[block] = c.block(n, block, at, steps, depth+1)
 }
 
 // step checks and builds one step and what it holds.
@@ -246,7 +254,7 @@ func (c *compiler) checkType(n *Node) bool {
 func (c *compiler) build(n *Node, depth int) {
 	switch n.Kind {
 	case KindTask:
-		c.task(n)
+		c.task(n, depth)
 	case KindSequence:
 		c.body(n, BlockSteps, n.Path, "steps", n.Step.Steps, depth, "a sequence step")
 	case KindParallel:
@@ -263,5 +271,16 @@ func (c *compiler) build(n *Node, depth int) {
 		c.delay(n)
 	case KindWait:
 		c.wait(n, depth)
+	case KindGoto:
+		c.required(n, "next", n.Step.Next)
+		c.jumps = append(c.jumps, n)
+	case KindEnd:
+		c.jumps = append(c.jumps, n)
+	case KindSaga:
+		c.saga(n, depth)
+	case KindWorkflow:
+		c.workflow(n, depth)
+	case KindSchedule, KindRecur:
+		c.beside(n, depth)
 	}
 }

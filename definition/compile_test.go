@@ -271,13 +271,3 @@ func TestLessPath(t *testing.T) {
 		}
 	}
 }
-
-// ids lists the ids of nodes, separated by spaces.
-func ids(nodes []*Node) string {
-	out := make([]string, len(nodes))
-	for i, n := range nodes {
-		out[i] = n.ID
-	}
-
-	return strings.Join(out, " ")
-}

@@ -25,6 +25,27 @@ const (
 	KindWait     Kind = "wait"
 )
 
+// The step kinds of control flow beyond the core.
+const (
+	// KindGoto continues at the step named by Next, in the goto's own
+	// block or a block around it.
+	KindGoto Kind = "goto"
+	// KindEnd completes the instance at once.
+	KindEnd Kind = "end"
+	// KindSaga runs its steps as a saga: when one of them fails, the
+	// compensations of those that completed run in reverse order.
+	KindSaga Kind = "saga"
+	// KindWorkflow starts a child instance of another definition and
+	// waits for it.
+	KindWorkflow Kind = "workflow"
+	// KindSchedule runs its steps once after a delay, beside the main
+	// path.
+	KindSchedule Kind = "schedule"
+	// KindRecur runs its steps every interval, beside the main path,
+	// until a condition holds.
+	KindRecur Kind = "recur"
+)
+
 // FailureAction is what happens when a task step has spent its attempts.
 type FailureAction string
 
@@ -37,6 +58,24 @@ const (
 	SuspendInstance FailureAction = "suspend"
 	// TerminateInstance ends the instance at once, without cleanup.
 	TerminateInstance FailureAction = "terminate"
+	// Compensate unwinds the nearest saga around the step (or, outside
+	// any saga, every completed step of the instance) by running the
+	// compensations of the completed steps in reverse completion order.
+	Compensate FailureAction = "compensate"
+)
+
+// SagaThen is what a saga does once its compensations have run.
+type SagaThen string
+
+// The ways a saga goes on after unwinding.
+const (
+	// SagaContinue goes on after the saga, which is marked compensated.
+	SagaContinue SagaThen = "continue"
+	// SagaRetry runs the saga again from its first step after the retry
+	// policy's interval, until its attempts are spent.
+	SagaRetry SagaThen = "retry"
+	// SagaEnd terminates the instance.
+	SagaEnd SagaThen = "end"
 )
 
 // Definition is a workflow definition as its author wrote it.
@@ -62,6 +101,10 @@ type Definition struct {
 	// OnCancel steps run in order when the instance is cancelled, after
 	// its in-flight attempts have drained.
 	OnCancel []*Step `json:"on_cancel,omitempty"`
+	// CompensateOnCancel runs the compensations of every completed step,
+	// in reverse completion order, when the instance is cancelled, before
+	// the OnCancel steps.
+	CompensateOnCancel bool `json:"compensate_on_cancel,omitempty"`
 }
 
 // Defaults holds the retry policy, timeouts and failure action that task
@@ -128,6 +171,7 @@ type Step struct {
 	// wait, foreach).
 	Output string `json:"output,omitempty"`
 	// Retry, Timeouts and OnFailure override the definition's defaults.
+	// On a saga with then: retry, Retry paces and counts its passes.
 	Retry     *RetryPolicy  `json:"retry,omitempty"`
 	Timeouts  *Timeouts     `json:"timeouts,omitempty"`
 	OnFailure FailureAction `json:"on_failure,omitempty"`
@@ -160,7 +204,8 @@ type Step struct {
 	MaxIterations int `json:"max_iterations,omitempty"`
 
 	// Duration (a duration literal or an expression) or Until (an
-	// expression giving an RFC 3339 instant) sets a delay.
+	// expression giving an RFC 3339 instant) sets a delay; Duration is
+	// also how long a schedule step waits before its steps run.
 	Duration string `json:"duration,omitempty"`
 	Until    string `json:"until,omitempty"`
 
@@ -181,6 +226,36 @@ type Step struct {
 	CancelIf       string `json:"cancel_if,omitempty"`
 	CancelContinue bool   `json:"cancel_continue,omitempty"`
 
+	// Workflow names the definition a workflow step starts a child
+	// instance of, and WorkflowVersion its version (0: the newest active
+	// one when the step starts).
+	Workflow        string `json:"workflow,omitempty"`
+	WorkflowVersion int    `json:"version,omitempty"`
+
+	// Interval is how often a recur step runs its steps (a duration
+	// literal or expression); CancelIf stops it, and MaxIterations caps
+	// its runs.
+	Interval string `json:"interval,omitempty"`
+
+	// Next is the id of the step a goto continues at.
+	Next string `json:"next,omitempty"`
+
+	// Compensate is the compensation of a task or workflow step: steps
+	// run in order to undo what the step did, when a saga around it, or
+	// the instance, unwinds.
+	Compensate []*Step `json:"compensate,omitempty"`
+	// Then is what a saga does once it has unwound: continue (the
+	// default), retry or end.
+	Then SagaThen `json:"then,omitempty"`
+
+	// Outcome is an expression giving a task's outcome value from its
+	// output (seen as result); by default the outcome is the output.
+	// OnOutcome lists the branches that the outcome selects: every
+	// branch whose value matches runs, at once, and one without a value
+	// always runs.
+	Outcome   string           `json:"outcome,omitempty"`
+	OnOutcome []*OutcomeBranch `json:"on_outcome,omitempty"`
+
 	// keys holds the fields present in the source, so that a field
 	// written with its zero value still counts as written.
 	keys map[string]bool
@@ -190,6 +265,18 @@ type Step struct {
 type Branch struct {
 	// Name is an optional label for people.
 	Name string `json:"name,omitempty"`
+	// Steps run in order; a branch has at least one.
+	Steps []*Step `json:"steps"`
+}
+
+// OutcomeBranch is one branch of a task's on_outcome list.
+type OutcomeBranch struct {
+	// Name is an optional label for people.
+	Name string `json:"name,omitempty"`
+	// Value is the outcome the branch runs for (any JSON value, compared
+	// exactly; an outcome that is a list matches each of its elements).
+	// A branch without a value runs whatever the outcome.
+	Value any `json:"value,omitempty"`
 	// Steps run in order; a branch has at least one.
 	Steps []*Step `json:"steps"`
 }

@@ -24,7 +24,8 @@ import (
 // evaluation: input (the start input), data (the instance data), steps
 // (step id to {"output": ...} for the steps that completed in scope),
 // item and index (the current foreach item), iteration (the current
-// while iteration, from 0).
+// while iteration, from 0), and result (in a task's outcome expression,
+// the task's output; null elsewhere).
 type Env map[string]any
 
 // envTypes are the names every expression may use, with their types.
@@ -36,6 +37,7 @@ var envTypes = types.Map{
 	"item":      types.Any,
 	"index":     types.Int,
 	"iteration": types.Int,
+	"result":    types.Any,
 }
 
 // Expr is a compiled expression.

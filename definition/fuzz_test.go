@@ -41,7 +41,7 @@ func FuzzParseCompile(f *testing.F) {
 		if err != nil {
 			t.Fatalf("compiling the canonical form: %v\n%s", err, first)
 		}
-		if a, b := graphDigest(g), graphDigest(g2); a != b {
+		if a, b := Digest(g), Digest(g2); a != b {
 			t.Fatalf("canonical form compiles to another graph:\n%s\n%s", a, b)
 		}
 		second, err := Canonical(again)

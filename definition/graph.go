@@ -1,6 +1,7 @@
 package definition
 
 import (
+	"strconv"
 	"time"
 )
 
@@ -15,6 +16,10 @@ const (
 	BlockOnCancel  = "on_cancel"
 	BlockBranch    = "branch"
 	BlockCase      = "case"
+	// BlockCompensate is a step's compensation; BlockOutcome, followed
+	// by the branch index, is one of its outcome branches.
+	BlockCompensate = "compensate"
+	BlockOutcome    = "outcome"
 )
 
 // RootID is the step id of the pointer that runs a definition's steps,
@@ -40,6 +45,8 @@ type Graph struct {
 	Output *Expr
 	// Schema validates start inputs; nil accepts any input.
 	Schema *InputSchema
+	// CompensateOnCancel runs compensations on cancel.
+	CompensateOnCancel bool
 	// Nodes holds every node by step id, Root and Cancel included.
 	Nodes map[string]*Node
 }
@@ -54,6 +61,10 @@ type Node struct {
 	// validation messages ("steps[2].branches[0].steps[1]").
 	Parent *Node
 	Path   string
+	// BlockName and Index say where the node stands in its parent: the
+	// block that holds it and its position there.
+	BlockName string
+	Index     int
 
 	// Blocks holds the node's step lists by block name: BlockSteps,
 	// BlockElse, BlockDefault, BlockOnTimeout, and "branch:i" / "case:i".
@@ -63,6 +74,11 @@ type Node struct {
 	Branches int
 	Cases    int
 	When     []*Expr
+
+	// Workflow and WorkflowVersion name a workflow step's child
+	// definition; Input, Output, Retry and OnFailure below apply to it.
+	Workflow        string
+	WorkflowVersion int
 
 	// Task fields, with defaults applied.
 	Service   string
@@ -94,6 +110,29 @@ type Node struct {
 	Timeout        *DurationExpr
 	CancelIf       *Expr
 	CancelContinue bool
+
+	// Target is the step a goto continues at.
+	Target *Node
+
+	// Outcome computes a task's outcome value, nil for the output
+	// itself; Outcomes is the number of its outcome branches, whose
+	// blocks are "outcome:i" and whose values are Step.OnOutcome[i].
+	Outcome  *Expr
+	Outcomes int
+
+	// Then is what a saga does after unwinding; Retry (above) paces its
+	// passes when Then is SagaRetry.
+	Then SagaThen
+	// Compensates reports whether the node has a compensation block.
+	Compensates bool
+	// Interval paces a recur step (its stop condition is CancelIf, its
+	// cap MaxIterations); a schedule step waits Duration.
+	Interval *DurationExpr
+}
+
+// OutcomeBlock names the block of outcome branch i, as in "outcome:0".
+func OutcomeBlock(i int) string {
+	return BlockOutcome + ":" + strconv.Itoa(i)
 }
 
 // Retry is a resolved retry policy.

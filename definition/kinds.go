@@ -9,7 +9,8 @@ import (
 // kind may have besides id, name and type. A kind missing here is
 // refused as an unknown step type.
 var kindFields = map[Kind][]string{
-	KindTask:     {"service", "action", "input", "output", "retry", "timeouts", "on_failure"},
+	KindTask: {"service", "action", "input", "output", "retry", "timeouts", "on_failure",
+		"outcome", "on_outcome", "compensate"},
 	KindSequence: {"steps"},
 	KindParallel: {"branches"},
 	KindForeach:  {"items", "parallel", "max_concurrency", "result", "output", "steps"},
@@ -19,6 +20,13 @@ var kindFields = map[Kind][]string{
 	KindDelay:    {"duration", "until"},
 	KindWait: {"event", "key", "as_of", "timeout", "on_timeout", "cancel_if",
 		"cancel_continue", "output"},
+	KindGoto:     {"next"},
+	KindSaga:     {"steps", "then", "retry"},
+	KindSchedule: {"duration", "steps"},
+	KindRecur:    {"interval", "cancel_if", "max_iterations", "steps"},
+	KindWorkflow: {"workflow", "version", "input", "output", "retry", "on_failure",
+		"compensate"},
+	KindEnd: {},
 }
 
 // article names a step of kind k for messages: "a task step", "an if
@@ -72,7 +80,7 @@ func (c *compiler) required(n *Node, field, value string) bool {
 }
 
 // task checks and compiles a task step.
-func (c *compiler) task(n *Node) {
+func (c *compiler) task(n *Node, depth int) {
 	s := n.Step
 	if c.required(n, "service", s.Service) && c.opts.KnownService != nil &&
 		!c.opts.KnownService(s.Service) {
@@ -86,6 +94,140 @@ func (c *compiler) task(n *Node) {
 	}
 	n.Output = c.output(n)
 	c.taskPolicy(n)
+	c.outcomes(n, depth)
+	c.compensation(n, depth)
+}
+
+// compensation checks and compiles a step's compensation block. Inside
+// it there may be no saga, no further compensation, no end and no jump
+// out.
+func (c *compiler) compensation(n *Node, depth int) {
+	s := n.Step
+	if len(s.Compensate) == 0 {
+		if s.keys["compensate"] {
+			c.fs.add(fieldPath(n.Path, "compensate"), "needs at least one step")
+		}
+		return
+	}
+	if c.compensating > 0 {
+		c.fs.add(fieldPath(n.Path, "compensate"), "not allowed inside a compensation block")
+		return
+	}
+
+	n.Compensates = true
+	c.compensating++
+	saga := c.sagaDepth
+	c.sagaDepth = 0
+	c.body(n, BlockCompensate, n.Path, "compensate", s.Compensate, depth, "")
+	c.sagaDepth = saga
+	c.compensating--
+}
+
+// workflow checks and compiles a workflow (sub-workflow) step. The
+// child definition is looked up when the step starts, so that
+// definitions may be registered in any order.
+func (c *compiler) workflow(n *Node, depth int) {
+	s := n.Step
+	if c.required(n, "workflow", s.Workflow) && !validName.MatchString(s.Workflow) {
+		c.fs.add(fieldPath(n.Path, "workflow"), "%q is not a valid definition name", s.Workflow)
+	}
+	n.Workflow = s.Workflow
+	if s.WorkflowVersion < 0 {
+		c.fs.add(fieldPath(n.Path, "version"), "must not be negative, got %d", s.WorkflowVersion)
+	}
+	n.WorkflowVersion = s.WorkflowVersion
+
+	if s.Input != nil {
+		n.Input = c.mapping(fieldPath(n.Path, "input"), s.Input)
+	}
+	n.Output = c.output(n)
+	c.taskPolicy(n)
+	c.compensation(n, depth)
+}
+
+// beside checks and compiles a schedule or recur step, whose steps run
+// beside the main path. Neither may stand in on_cancel or in a
+// compensation block.
+func (c *compiler) beside(n *Node, depth int) {
+	s := n.Step
+	if c.compensating > 0 {
+		c.fs.add(n.Path, "%s cannot stand in a compensation block", article(n.Kind))
+	}
+	if strings.HasPrefix(n.Path, "on_cancel") {
+		c.fs.add(n.Path, "%s cannot stand in on_cancel", article(n.Kind))
+	}
+
+	if n.Kind == KindSchedule {
+		if c.required(n, "duration", s.Duration) {
+			n.Duration = c.duration(fieldPath(n.Path, "duration"), s.Duration)
+		}
+	} else {
+		if c.required(n, "interval", s.Interval) {
+			n.Interval = c.duration(fieldPath(n.Path, "interval"), s.Interval)
+		}
+		if c.required(n, "cancel_if", s.CancelIf) {
+			n.CancelIf = c.typedExpr(fieldPath(n.Path, "cancel_if"), s.CancelIf, "a boolean",
+				reflect.Bool)
+		}
+		c.iterations(n)
+	}
+
+	c.body(n, BlockSteps, n.Path, "steps", s.Steps, depth, article(n.Kind))
+}
+
+// saga checks and compiles a saga step.
+func (c *compiler) saga(n *Node, depth int) {
+	s := n.Step
+	if c.compensating > 0 {
+		c.fs.add(n.Path, "a saga cannot stand in a compensation block")
+	}
+
+	n.Then = SagaContinue
+	switch s.Then {
+	case "", SagaContinue, SagaRetry, SagaEnd:
+		if s.Then != "" {
+			n.Then = s.Then
+		}
+	default:
+		c.fs.add(fieldPath(n.Path, "then"), "unknown value %q (want continue, retry or end)", s.Then)
+	}
+
+	n.Retry = c.retry
+	if s.Retry != nil {
+		at := fieldPath(n.Path, "retry")
+		if n.Then != SagaRetry {
+			c.fs.add(at, "needs then: retry")
+		}
+		c.checkRetry(at, s.Retry)
+		n.Retry = overlayRetry(c.retry, s.Retry)
+		c.checkIntervals(at, n.Retry)
+	}
+
+	c.sagaDepth++
+	c.body(n, BlockSteps, n.Path, "steps", s.Steps, depth, article(n.Kind))
+	c.sagaDepth--
+}
+
+// outcomes checks and compiles a step's outcome expression and branches.
+func (c *compiler) outcomes(n *Node, depth int) {
+	s := n.Step
+	if s.Outcome != "" {
+		n.Outcome = c.expr(fieldPath(n.Path, "outcome"), s.Outcome)
+		if len(s.OnOutcome) == 0 {
+			c.fs.add(fieldPath(n.Path, "outcome"), "needs on_outcome branches to select")
+		}
+	}
+
+	at := fieldPath(n.Path, "on_outcome")
+	n.Outcomes = len(s.OnOutcome)
+	for i, b := range s.OnOutcome {
+		bp := indexPath(at, i)
+		if b == nil {
+			c.fs.add(bp, "want an outcome branch, got null")
+			continue
+		}
+		c.body(n, OutcomeBlock(i), bp, "steps", b.Steps, depth, "an outcome branch")
+	}
 }
 
 // parallel checks and compiles a parallel step and its branches.
@@ -189,6 +331,13 @@ func (c *compiler) while(n *Node, depth int) {
 			reflect.Bool)
 	}
 
+	c.iterations(n)
+	c.body(n, BlockSteps, n.Path, "steps", s.Steps, depth, article(n.Kind))
+}
+
+// iterations checks and resolves a step's max_iterations.
+func (c *compiler) iterations(n *Node) {
+	s := n.Step
 	n.MaxIterations = DefaultMaxIterations
 	if s.keys["max_iterations"] || s.MaxIterations != 0 {
 		at := fieldPath(n.Path, "max_iterations")
@@ -200,8 +349,6 @@ func (c *compiler) while(n *Node, depth int) {
 		}
 		n.MaxIterations = s.MaxIterations
 	}
-
-	c.body(n, BlockSteps, n.Path, "steps", s.Steps, depth, article(n.Kind))
 }
 
 // delay checks and compiles a delay step.

@@ -316,7 +316,7 @@ func TestCanonicalRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: canonical form does not compile: %v", file, err)
 		}
-		if a, b := graphDigest(g1), graphDigest(g2); a != b {
+		if a, b := Digest(g1), Digest(g2); a != b {
 			t.Errorf("%s: canonical form compiles to another graph:\n%s\n%s", file, a, b)
 		}
 	}

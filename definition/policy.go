@@ -59,6 +59,9 @@ func (c *compiler) taskPolicy(n *Node) {
 	}
 
 	n.OnFailure = c.onFailure
+	if c.sagaDepth > 0 {
+		n.OnFailure = Compensate
+	}
 	if c.checkAction(fieldPath(n.Path, "on_failure"), s.OnFailure) && s.OnFailure != "" {
 		n.OnFailure = s.OnFailure
 	}
@@ -137,11 +140,11 @@ func (c *compiler) checkTimeouts(path string, t *Timeouts) {
 // records a fault when it is not.
 func (c *compiler) checkAction(path string, a FailureAction) bool {
 	switch a {
-	case "", FailInstance, SuspendInstance, TerminateInstance:
+	case "", FailInstance, SuspendInstance, TerminateInstance, Compensate:
 		return true
 	}
 
-	c.fs.add(path, "unknown action %q (want fail, suspend or terminate)", a)
+	c.fs.add(path, "unknown action %q (want fail, suspend, terminate or compensate)", a)
 	return false
 }
 

@@ -93,6 +93,7 @@ func TestSchemaDocumentsEveryField(t *testing.T) {
 		"Step":        defs["step"],
 		"Branch":      defs["branch"],
 		"Case":        defs["case"],
+		"Outcome":     defs["outcome_branch"],
 	}
 	goTypes := map[string]reflect.Type{
 		"Definition":  reflect.TypeFor[Definition](),
@@ -102,6 +103,7 @@ func TestSchemaDocumentsEveryField(t *testing.T) {
 		"Step":        reflect.TypeFor[Step](),
 		"Branch":      reflect.TypeFor[Branch](),
 		"Case":        reflect.TypeFor[Case](),
+		"Outcome":     reflect.TypeFor[OutcomeBranch](),
 	}
 
 	for name, obj := range types {

@@ -44,23 +44,45 @@ func (e *Engine) StartInstance(ctx context.Context, p StartParams) (store.Instan
 		return store.Instance{}, false, err
 	}
 
+	params, err := e.createParams(g, input, p.StartKey, nil)
+	if err != nil {
+		return store.Instance{}, false, err
+	}
+
+	if err := e.starting(ctx, params.Instance); err != nil {
+		return store.Instance{}, false, err
+	}
+
+	out, created, err := e.store.InstanceCreate(ctx, params)
+	if err != nil {
+		return store.Instance{}, false, err
+	}
+	e.wake(e.wakeSched)
+
+	return out, created, nil
+}
+
+// createParams builds a new instance of g with its root pointer, first
+// audit row and deadline timer; parent links a sub-workflow child to the
+// step that started it.
+func (e *Engine) createParams(g *definition.Graph, input json.RawMessage, startKey string,
+	parent *parentLink) (store.InstanceCreateParams, error) {
 	now := e.clock.Now()
 	id, err := uuid.NewV7()
 	if err != nil {
-		return store.Instance{}, false, fmt.Errorf("making instance id: %w", err)
+		return store.InstanceCreateParams{}, fmt.Errorf("making instance id: %w", err)
 	}
 
+	started := map[string]any{"definition": g.Def.Name, "version": g.Def.Version}
+	var state json.RawMessage
+	if parent != nil {
+		started["parent_instance_id"] = parent.Instance
+		state = mustJSON(instState{Parent: parent})
+	}
 	inst := store.Instance{
-		ID:                id.String(),
-		DefinitionName:    g.Def.Name,
-		DefinitionVersion: g.Def.Version,
-		Status:            store.InstanceRunning,
-		Input:             input,
-		Data:              input,
-		StartKey:          p.StartKey,
-		CreatedAt:         now,
-		UpdatedAt:         now,
-		NextPointer:       2,
+		ID: id.String(), DefinitionName: g.Def.Name, DefinitionVersion: g.Def.Version,
+		Status: store.InstanceRunning, Input: input, Data: input, StartKey: startKey,
+		State: state, CreatedAt: now, UpdatedAt: now, NextPointer: 2,
 	}
 	params := store.InstanceCreateParams{
 		Instance: inst,
@@ -69,17 +91,16 @@ func (e *Engine) StartInstance(ctx context.Context, p StartParams) (store.Instan
 			Status: store.StepPending, Work: true, CreatedAt: now,
 		}},
 		Audit: []store.AuditEvent{{
-			InstanceID: inst.ID, Type: auditInstanceStarted, At: now,
-			Data: mustJSON(map[string]any{"definition": g.Def.Name, "version": g.Def.Version}),
+			InstanceID: inst.ID, Type: auditInstanceStarted, At: now, Data: mustJSON(started),
 		}},
-		StartKey: p.StartKey,
+		StartKey: startKey,
 		KeyTTL:   e.opts.StartKeyTTL,
 		Now:      now,
 	}
-	if p.StartKey != "" {
+	if startKey != "" {
 		hash, err := inputHash(input)
 		if err != nil {
-			return store.Instance{}, false, err
+			return store.InstanceCreateParams{}, err
 		}
 		params.InputHash = hash
 	}
@@ -90,13 +111,7 @@ func (e *Engine) StartInstance(ctx context.Context, p StartParams) (store.Instan
 		})
 	}
 
-	out, created, err := e.store.InstanceCreate(ctx, params)
-	if err != nil {
-		return store.Instance{}, false, err
-	}
-	e.wake(e.wakeSched)
-
-	return out, created, nil
+	return params, nil
 }
 
 func (e *Engine) startGraph(ctx context.Context, p StartParams) (*definition.Graph, error) {
@@ -200,9 +215,6 @@ func (e *Engine) command(ctx context.Context, id string, apply func(*run) error)
 		return invalid("instance_id", "required")
 	}
 
-	unlock := e.locks.lock(id)
-	defer unlock()
-
 	// A finished instance takes no command, and its definition version
 	// may be gone: answer before loading it.
 	inst, err := e.store.InstanceGet(ctx, id)
@@ -212,6 +224,15 @@ func (e *Engine) command(ctx context.Context, id string, apply func(*run) error)
 	if inst.Status.Final() {
 		return fmt.Errorf("instance %s is %s: %w", id, inst.Status, ErrFinished)
 	}
+
+	return e.leased(ctx, id, apply)
+}
+
+// leased takes the instance's lease, waiting while another node holds
+// it, and applies the command under it.
+func (e *Engine) leased(ctx context.Context, id string, apply func(*run) error) error {
+	unlock := e.locks.lock(id)
+	defer unlock()
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -285,7 +306,13 @@ func (e *Engine) commit(ctx context.Context, r *run) error {
 	if r.stopWorkers {
 		e.handlers.cancelInstance(r.inst.ID)
 	}
-	if len(t.SubscriptionsAdd) > 0 {
+	if r.final {
+		inst := r.inst
+		inst.Data, inst.State = t.Instance.Data, t.Instance.State
+		inst.UpdatedAt = t.Now
+		e.ended(ctx, inst)
+	}
+	if len(t.SubscriptionsAdd) > 0 || len(t.Creates) > 0 || len(t.Reports) > 0 {
 		e.wake(e.wakeSched)
 	}
 

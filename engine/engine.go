@@ -112,6 +112,7 @@ type Engine struct {
 
 	defs     *definitions
 	handlers *handlers
+	hooks    hooks
 	locks    instanceLocks
 
 	wakeSched chan struct{}
@@ -135,6 +136,8 @@ type Counters struct {
 	IdlePolls    atomic.Int64
 	Claims       atomic.Int64
 	Dispatched   atomic.Int64
+	// HookErrors counts errors returned by InstanceHook.Ended.
+	HookErrors atomic.Int64
 }
 
 // New returns an engine on st. Call Start to run its loops.

@@ -17,6 +17,7 @@ const (
 	keyService  = "service"
 	keyErr      = "err"
 	keyCount    = "count"
+	keyHook     = "hook"
 )
 
 // Errors the engine returns; the API edge maps them to status codes.

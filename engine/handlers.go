@@ -195,7 +195,7 @@ func (e *Engine) callHandler(ctx context.Context, t store.Task) (out any, err er
 		}
 	}()
 
-	return h(ctx, Task{
+	return e.hooks.wrap(h)(ctx, Task{
 		InstanceID: t.InstanceID, StepID: t.StepID, PointerID: t.PointerID,
 		Attempt: t.Attempt, Service: t.Service, Action: t.Action, Input: t.Input,
 		IdempotencyKey: t.IdempotencyKey, Deadline: t.Deadline,

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -206,4 +207,21 @@ func (r *recorder) count(s string) int {
 	}
 
 	return n
+}
+
+// countHandler records "inc:<n>" and returns n+1 for an integer input.
+func countHandler(rec *recorder) engine.HandlerFunc {
+	return func(_ context.Context, task engine.Task) (any, error) {
+		var n int
+		if err := json.Unmarshal(task.Input, &n); err != nil {
+			return nil, err
+		}
+		rec.add(fmt.Sprintf("inc:%d", n))
+		return n + 1, nil
+	}
+}
+
+// jsonUnmarshal decodes raw into v.
+func jsonUnmarshal(raw json.RawMessage, v any) error {
+	return json.Unmarshal(raw, v)
 }

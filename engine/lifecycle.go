@@ -4,12 +4,60 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/weftworks/weft/definition"
 	"github.com/weftworks/weft/store"
 )
 
 // failInstance ends the instance as failed.
 func (r *run) failInstance(reason string, errJSON json.RawMessage) {
 	r.finalize(store.InstanceFailed, reason, errJSON)
+}
+
+// failStep ends the instance as failed because step p failed, keeping
+// what a retry from p needs: the containers above the active steps stay
+// as they are, and the active steps are recorded before they stop.
+func (r *run) failStep(p *ptr, reason string, errJSON json.RawMessage) {
+	if r.final {
+		return
+	}
+	r.loadAll()
+	if r.err != nil {
+		return
+	}
+	if r.inCleanup(p) || r.inst.Status == store.InstanceCancelling {
+		r.failInstance(reason, errJSON)
+		return
+	}
+
+	r.ist.Failed = &suspendedStep{ID: p.row.ID, Parent: p.row.ParentID}
+	r.ist.Halted = nil
+	for _, q := range r.sorted() {
+		if q == p || q.row.Status.Final() || r.holdsBlock(q) {
+			continue
+		}
+		st, err := q.encode()
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		if q.st.Frame == frameBeside && q.row.Status != store.StepPending {
+			r.ist.Pending--
+		}
+		r.ist.Halted = append(r.ist.Halted, haltedStep{
+			Parent: q.row.ParentID, Step: q.row.StepID, Slot: q.row.Slot,
+			Attempt: q.row.Attempt, State: st.State,
+		})
+	}
+	r.keepBlocks = true
+	r.failInstance(reason, errJSON)
+}
+
+// holdsBlock reports whether p is a container running a block: a failed
+// instance keeps such pointers as they are, for a retry. A workflow step
+// waiting for its child is not one: it stops, and so does its child.
+func (r *run) holdsBlock(p *ptr) bool {
+	leaf := p.isTask() || (p.st.Frame == "" && p.node.Kind == definition.KindWorkflow)
+	return p.row.Status == store.StepRunning && !leaf
 }
 
 // finalize gives the instance a final status and removes everything it
@@ -24,6 +72,9 @@ func (r *run) finalize(status store.InstanceStatus, reason string, errJSON json.
 	}
 
 	for _, p := range r.sorted() {
+		if r.keepBlocks && r.holdsBlock(p) {
+			continue
+		}
 		if p.isTask() && p.inFlight() {
 			r.stopWorkers = true
 		}
@@ -33,6 +84,7 @@ func (r *run) finalize(status store.InstanceStatus, reason string, errJSON json.
 
 	r.final = true
 	r.inst.Status = status
+	r.reportToParent(status, reason)
 	r.inst.Reason = reason
 	r.inst.EndedAt = r.now
 	if errJSON != nil {
@@ -154,6 +206,7 @@ func (r *run) cancel(reason string) error {
 	r.inst.Reason = reason
 	r.ist.CancelReason = reason
 	r.audit(auditCancelRequested, nil, map[string]any{"reason": reason})
+	r.undoOnCancel()
 
 	for _, p := range r.sorted() {
 		if p.row.Status.Final() {
@@ -182,7 +235,7 @@ func (r *run) startCleanup() {
 	r.ist.Cleanup = true
 	r.clearTimer(0, store.TimerCancelGrace)
 	r.audit(auditCleanupStarted, nil, nil)
-	r.spawn(nil, r.g.Cancel, 0, ptrState{})
+	r.spawn(nil, r.g.Cancel, 0, r.cleanupState())
 }
 
 // terminate ends the instance at once without cleanup.

@@ -15,6 +15,10 @@ func (r *run) handleReport(p *ptr) {
 	rep := p.row.Report
 	p.row.Work = false
 	r.touch(p)
+	if rep.Kind == store.ReportCancel {
+		r.childCancelled(p)
+		return
+	}
 	if rep.Attempt != p.row.Attempt {
 		return
 	}
@@ -140,8 +144,14 @@ func (r *run) giveUp(p *ptr, serr *store.StepError) {
 		r.failInstance("cleanup_failed", errorJSON(p, serr))
 		return
 	}
+	if r.inCompensation(p) {
+		r.failInstance("compensation_failed", errorJSON(p, serr))
+		return
+	}
 
 	switch p.node.OnFailure {
+	case definition.Compensate:
+		r.compensate(p, serr)
 	case definition.SuspendInstance:
 		p.st.Suspended = true
 		r.ist.Suspended = append(r.ist.Suspended,
@@ -152,7 +162,7 @@ func (r *run) giveUp(p *ptr, serr *store.StepError) {
 	case definition.TerminateInstance:
 		r.finalize(store.InstanceTerminated, "step_failed: "+p.node.ID, errorJSON(p, serr))
 	default:
-		r.failInstance("step_failed: "+p.node.ID, errorJSON(p, serr))
+		r.failStep(p, "step_failed: "+p.node.ID, errorJSON(p, serr))
 	}
 }
 
@@ -171,12 +181,23 @@ func (r *run) handleTimer(t store.Timer) {
 
 	switch t.Kind {
 	case store.TimerDelay:
-		if p.row.Status == store.StepSleeping {
+		switch {
+		case p.st.Frame == frameBeside:
+			if p.row.Status == store.StepSleeping || p.row.Status == store.StepWaiting {
+				r.besideTimer(p)
+			}
+		case p.row.Status == store.StepSleeping:
 			r.complete(p, nil, false)
 		}
 	case store.TimerRetry:
-		if p.row.Status == store.StepSleeping && p.isTask() {
+		switch {
+		case p.row.Status != store.StepSleeping:
+		case p.isTask():
 			r.dispatch(p)
+		case p.st.Frame == "" && p.node.Kind == definition.KindWorkflow:
+			r.startChild(p)
+		case p.st.Frame == "" && p.node.Kind == definition.KindSaga:
+			r.startSaga(p)
 		}
 	case store.TimerStartToClose, store.TimerHeartbeat, store.TimerScheduleToStart:
 		if t.Attempt == p.row.Attempt && p.inFlight() {
@@ -234,11 +255,13 @@ func (r *run) capReached(t store.Timer) bool {
 	})
 }
 
-// checkWaits abandons waits whose cancel condition now holds.
+// checkWaits abandons waits whose cancel condition now holds, and stops
+// recurrences whose stop condition does.
 func (r *run) checkWaits() {
 	if r.inst.Status != store.InstanceRunning {
 		return
 	}
+	r.checkRecurs()
 
 	for _, p := range r.sorted() {
 		if r.final || r.err != nil {
@@ -275,6 +298,7 @@ func (r *run) cancelPtr(p *ptr) {
 	}
 
 	wasTask := p.isTask() && p.row.Status != store.StepPending
+	r.cancelChild(p)
 	p.row.Status = store.StepCancelled
 	p.row.Work = false
 	p.row.EndedAt = r.now

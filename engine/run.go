@@ -60,6 +60,8 @@ type run struct {
 	// an upper bound of its growth until dataOverLimit measures it.
 	dataGrowth  int
 	final       bool
+	keepBlocks  bool
+	jumps       int
 	dispatched  int
 	stopWorkers bool
 	err         error
@@ -349,6 +351,14 @@ func (r *run) clearTimers(id int64) {
 
 // spawn creates a pointer for node under parent and starts it.
 func (r *run) spawn(parent *ptr, node *definition.Node, slot int, st ptrState) *ptr {
+	p := r.spawnQuiet(parent, node, slot, st)
+	r.activate(p)
+
+	return p
+}
+
+// spawnQuiet creates a pending pointer for node under parent.
+func (r *run) spawnQuiet(parent *ptr, node *definition.Node, slot int, st ptrState) *ptr {
 	id := r.inst.NextPointer
 	r.inst.NextPointer++
 
@@ -367,7 +377,6 @@ func (r *run) spawn(parent *ptr, node *definition.Node, slot int, st ptrState) *
 
 	p := &ptr{row: row, st: st, node: node, dirty: true}
 	r.ptrs[id] = p
-	r.activate(p)
 
 	return p
 }

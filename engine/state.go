@@ -46,6 +46,17 @@ type ptrState struct {
 	Done    int   `json:"done,omitempty"`
 	// Outstanding counts a parallel step's branches still running.
 	Outstanding int `json:"outstanding,omitempty"`
+	// Comp lists, on a saga or the root, the completed steps with a
+	// compensation; Unwind queues the compensations still to run while
+	// Unwinding, and Failure is the error that started the unwinding.
+	Comp      []compEntry     `json:"comp,omitempty"`
+	Unwind    []compEntry     `json:"unwind,omitempty"`
+	Unwinding bool            `json:"unwinding,omitempty"`
+	Failure   json.RawMessage `json:"failure,omitempty"`
+	// Child is the instance a workflow step's current attempt started.
+	Child string `json:"child,omitempty"`
+	// Picked lists the outcome branches an outcomes pointer runs.
+	Picked []int `json:"picked,omitempty"`
 	// Loops counts a while step's finished iterations.
 	Loops int `json:"loops,omitempty"`
 
@@ -73,6 +84,43 @@ type instState struct {
 	// They are final, so no load returns them: resume reads them back
 	// from their parents' finished children.
 	Suspended []suspendedStep `json:"suspended,omitempty"`
+	// Failed names the step whose failure failed the instance, when a
+	// retry or a skip can start again from it; Halted lists the other
+	// active steps the failure stopped, to start again with it. The
+	// containers above them stay as they were.
+	Failed *suspendedStep `json:"failed,omitempty"`
+	Halted []haltedStep   `json:"halted,omitempty"`
+	// CompSeq numbers the completions of steps with a compensation; Undo
+	// holds, during a cancel with compensate-on-cancel, those to run.
+	CompSeq int64       `json:"comp_seq,omitempty"`
+	Undo    []compEntry `json:"undo,omitempty"`
+	// Beside counts the schedule and recur blocks started, Pending those
+	// not finished; MainDone is set once the main path ended while some
+	// were pending.
+	Beside   int64 `json:"beside,omitempty"`
+	Pending  int   `json:"pending,omitempty"`
+	MainDone bool  `json:"main_done,omitempty"`
+	// Parent links a sub-workflow child to the step that started it:
+	// the child's end reports to that step.
+	Parent *parentLink `json:"parent,omitempty"`
+}
+
+// parentLink names the step attempt a child instance reports to.
+type parentLink struct {
+	Instance string `json:"instance_id"`
+	Pointer  int64  `json:"pointer_id"`
+	Attempt  int    `json:"attempt"`
+	Token    string `json:"token"`
+}
+
+// haltedStep is an active step stopped by the instance's failure: what a
+// retry needs to start it again under the same parent.
+type haltedStep struct {
+	Parent  int64           `json:"parent"`
+	Step    string          `json:"step"`
+	Slot    int             `json:"slot"`
+	Attempt int             `json:"attempt,omitempty"`
+	State   json.RawMessage `json:"state,omitempty"`
 }
 
 // suspendedStep names a suspended step pointer and its parent.
@@ -102,6 +150,8 @@ func decodePtr(g *definition.Graph, row store.Step) (*ptr, error) {
 		for k, v := range p.st.Scope {
 			p.st.Scope[k] = definition.Normalize(v)
 		}
+		normalizeEntries(p.st.Comp)
+		normalizeEntries(p.st.Unwind)
 	}
 
 	node, ok := g.Nodes[row.StepID]
@@ -136,4 +186,12 @@ func (p *ptr) isTask() bool {
 // inFlight reports whether the pointer's attempt is with a worker.
 func (p *ptr) inFlight() bool {
 	return p.row.Status == store.StepDispatched || p.row.Status == store.StepRunning
+}
+
+// normalizeEntries gives decoded entries the engine's number types.
+func normalizeEntries(es []compEntry) {
+	for i := range es {
+		es[i].Out = definition.Normalize(es[i].Out)
+		es[i].Item = definition.Normalize(es[i].Item)
+	}
 }

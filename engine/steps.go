@@ -26,6 +26,15 @@ func (r *run) activate(p *ptr) {
 
 	p.row.Work = false
 	p.row.StartedAt = r.now
+	if p.st.Frame == frameOutcomes {
+		r.runOutcomes(p)
+		return
+	}
+	if p.st.Frame == frameBeside {
+		r.ist.Pending++
+		r.armBeside(p)
+		return
+	}
 	if p.st.Frame != "" {
 		p.row.Status = store.StepRunning
 		r.startBlock(p, p.st.Block)
@@ -37,7 +46,13 @@ func (r *run) activate(p *ptr) {
 		r.dispatch(p)
 	case definition.KindSequence:
 		p.row.Status = store.StepRunning
+		if p.st.Unwinding {
+			r.nextCompensation(p)
+			return
+		}
 		r.startBlock(p, definition.BlockSteps)
+	case definition.KindSaga:
+		r.startSaga(p)
 	case definition.KindParallel:
 		r.startParallel(p)
 	case definition.KindForeach:
@@ -53,6 +68,14 @@ func (r *run) activate(p *ptr) {
 		r.startDelay(p)
 	case definition.KindWait:
 		r.startWait(p)
+	case definition.KindWorkflow:
+		r.startChild(p)
+	case definition.KindSchedule, definition.KindRecur:
+		r.startBeside(p)
+	case definition.KindGoto:
+		r.jump(p)
+	case definition.KindEnd:
+		r.end(p)
 	default:
 		r.fail(fmt.Errorf("step %s: kind %q cannot run", p.node.ID, p.node.Kind))
 	}
@@ -393,7 +416,7 @@ func (r *run) exprFailed(p *ptr, err error) {
 	p.row.Error = mustJSON(serr)
 	r.touch(p)
 	r.audit(auditStepFailed, p, serr)
-	r.failInstance("expression_failed", errorJSON(p, serr))
+	r.failStep(p, "expression_failed", errorJSON(p, serr))
 }
 
 // complete finishes p with its output and tells its parent.
@@ -422,19 +445,34 @@ func (r *run) complete(p *ptr, out any, hasOut bool) {
 		}
 	}
 
-	if p.st.Frame == "" && (p.node.Kind == definition.KindTask || p.node.Kind == definition.KindWait) {
+	if p.st.Frame == "" && recorded(p.node.Kind) {
 		r.record(p, out)
 		r.audit(auditStepCompleted, p, nil)
 	}
 
+	if p.st.Frame == "" && p.node.Compensates {
+		r.remember(p, out)
+	}
+	if p.st.Frame == "" && p.node.Kind == definition.KindSaga {
+		r.handUp(p)
+	}
+	if p.st.Frame == "" && p.node.Outcomes > 0 {
+		r.startOutcomes(p, out)
+		return
+	}
 	r.childDone(p)
+}
+
+// recorded reports whether steps of kind k keep their output in scope.
+func recorded(k definition.Kind) bool {
+	return k == definition.KindTask || k == definition.KindWait || k == definition.KindWorkflow
 }
 
 // record keeps a step's output in the nearest scope (the root, or the
 // foreach or while iteration around it).
 func (r *run) record(p *ptr, out any) {
 	for s := r.parent(p); s != nil; s = r.parent(s) {
-		if s.row.ParentID == 0 || s.st.Frame == frameIteration {
+		if s.row.ParentID == 0 || s.st.Frame == frameIteration || s.st.Frame == frameCompensation {
 			if s.st.Scope == nil {
 				s.st.Scope = map[string]any{}
 			}
@@ -451,6 +489,10 @@ func (r *run) childDone(p *ptr) {
 		return
 	}
 
+	if p.st.Frame == frameBeside {
+		r.besideDone(p)
+		return
+	}
 	parent := r.parent(p)
 	if parent == nil {
 		if r.err == nil {
@@ -464,6 +506,12 @@ func (r *run) childDone(p *ptr) {
 	r.touch(parent)
 
 	switch {
+	case parent.st.Frame == frameBeside && parent.node.Kind == definition.KindRecur:
+		r.recurNext(parent)
+	case parent.st.Unwinding:
+		r.compensationDone(parent, p)
+	case parent.st.Frame == frameOutcomes:
+		r.outcomeDone(parent)
 	case parent.st.Frame != "":
 		r.nextInBlock(parent)
 	case parent.node.Kind == definition.KindParallel:
@@ -505,7 +553,18 @@ func (r *run) topDone(p *ptr) {
 		r.finalize(store.InstanceCancelled, r.ist.CancelReason, nil)
 		return
 	}
+	if r.ist.Pending > 0 {
+		p.row.Status = store.StepRunning
+		p.row.EndedAt = zeroTime
+		r.ist.MainDone = true
+		return
+	}
 
+	r.completeInstance(p)
+}
+
+// completeInstance ends the instance as completed, with its output.
+func (r *run) completeInstance(p *ptr) {
 	var out any = r.data
 	if r.g.Output != nil {
 		v, err := r.g.Output.Eval(r.env(p))
@@ -544,6 +603,20 @@ func (r *run) env(p *ptr) definition.Env {
 		}
 	}
 	for _, q := range chain {
+		if q.st.Frame == frameBeside && q.st.HasItem && !itemSet {
+			env["item"], env["index"] = q.st.Item, q.st.Index
+			itemSet = true
+		}
+		if q.st.Frame == frameCompensation {
+			if !itemSet {
+				env["item"], env["index"] = q.st.Item, q.st.Index
+			}
+			if !iterSet {
+				env["iteration"] = q.st.Iter
+			}
+			itemSet, iterSet = true, true
+			continue
+		}
 		if q.st.Frame != frameIteration {
 			continue
 		}

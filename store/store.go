@@ -194,6 +194,10 @@ const (
 	ReportFailed    ReportKind = "failed"
 	// ReportEvent is an event delivered to a waiting pointer.
 	ReportEvent ReportKind = "event"
+	// ReportCancel asks the instance to cancel (a parent cancelling its
+	// sub-workflow child). It is accepted for any non-final step of a
+	// non-final instance whatever its attempt, status or token.
+	ReportCancel ReportKind = "cancel"
 )
 
 // Report is an outcome accepted for a pointer's current attempt.
@@ -538,6 +542,16 @@ type Transition struct {
 	// pointers.
 	SubscriptionsAdd    []Subscription
 	SubscriptionsDelete []int64
+	// Creates are instances started by this transition (sub-workflow
+	// children), written as InstanceCreate writes them; start keys are
+	// not used here.
+	Creates []InstanceCreateParams
+	// Reports go to steps of other instances (a child's end to its
+	// parent's step, a parent's cancel to its child) and are applied as
+	// StepReport applies them, in the same commit. A report that comes
+	// late is audited on its instance, and one to a missing instance or
+	// step is dropped; neither fails the transition.
+	Reports []StepReportParams
 	// KeepLease keeps the lease after the write; otherwise it is freed.
 	KeepLease bool
 	Now       time.Time

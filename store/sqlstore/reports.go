@@ -55,6 +55,10 @@ func (w *writer) report(ctx context.Context, p store.StepReportParams) (store.Re
 		return store.ReportResult{}, err
 	}
 
+	if p.Kind == store.ReportCancel {
+		return w.cancelReport(ctx, p, status, st)
+	}
+
 	reason := lateReason(status, st, p.Token, p.Attempt)
 	if reason == "" && st.Report != nil && st.Report.Attempt == p.Attempt {
 		return store.ReportResult{Outcome: store.ReportDuplicate, Stored: st.Report}, nil
@@ -75,6 +79,31 @@ func (w *writer) report(ctx context.Context, p store.StepReportParams) (store.Re
 	}
 
 	if err := w.deleteTasks(ctx, p.InstanceID, []int64{p.PointerID}); err != nil {
+		return store.ReportResult{}, err
+	}
+
+	return store.ReportResult{Outcome: store.ReportAccepted}, w.wake(ctx, p.InstanceID, p.Now)
+}
+
+// cancelReport accepts a cancel request for a step that is not final in
+// an instance that is not final, whatever its attempt, status or token.
+func (w *writer) cancelReport(
+	ctx context.Context, p store.StepReportParams, status store.InstanceStatus, st store.Step,
+) (store.ReportResult, error) {
+	reason := ""
+	switch {
+	case status.Final():
+		reason = reasonFinished
+	case st.Status.Final():
+		reason = reasonNotRunning
+	}
+	if reason != "" {
+		return store.ReportResult{Outcome: store.ReportLate, Reason: reason},
+			w.auditLate(ctx, st, p, reason)
+	}
+
+	rep := &store.Report{Kind: p.Kind, Attempt: st.Attempt, Output: p.Output, Error: p.Error, At: p.Now}
+	if err := w.storeReport(ctx, p.InstanceID, p.PointerID, rep); err != nil {
 		return store.ReportResult{}, err
 	}
 

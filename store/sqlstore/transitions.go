@@ -95,7 +95,33 @@ func (w *writer) applyTransition(ctx context.Context, t *store.Transition) error
 		return err
 	}
 
-	return w.addSubscriptions(ctx, t.InstanceID, t.SubscriptionsAdd, t.Now)
+	if err := w.addSubscriptions(ctx, t.InstanceID, t.SubscriptionsAdd, t.Now); err != nil {
+		return err
+	}
+
+	return w.crossInstance(ctx, t)
+}
+
+// crossInstance writes what a transition does to other instances: the
+// instances it starts, then the reports it sends.
+func (w *writer) crossInstance(ctx context.Context, t *store.Transition) error {
+	for _, p := range t.Creates {
+		if err := w.insertInstance(ctx, newInstance(p), p); err != nil {
+			return fmt.Errorf("starting instance %s: %w", p.Instance.ID, err)
+		}
+	}
+
+	for _, p := range t.Reports {
+		_, err := w.report(ctx, p)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reporting to instance %s: %w", p.InstanceID, err)
+		}
+	}
+
+	return nil
 }
 
 // largeTransition is how many timer and step rows a transition may hold

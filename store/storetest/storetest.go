@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"List", List},
 		{"Leases", Leases},
 		{"Transitions", Transitions},
+		{"CrossInstance", CrossInstance},
 		{"Load", Load},
 		{"Reports", Reports},
 		{"Heartbeats", Heartbeats},

@@ -6,13 +6,14 @@ import (
 	"strings"
 )
 
-// graphDigest renders what a compiled graph means, node by node, so that
-// two graphs can be compared: a definition and its canonical form must
-// compile to the same digest.
-func graphDigest(g *Graph) string {
+// Digest renders what a compiled graph means, node by node, as text, so
+// that two graphs can be compared: a definition and its canonical form,
+// or the YAML form and the Go builder's form of one workflow, compile to
+// the same digest. Compiled expressions are rendered by their source.
+func Digest(g *Graph) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "deadline=%s output=%s schema=%v\n", g.Deadline, exprSource(g.Output),
-		g.Schema != nil)
+	fmt.Fprintf(&b, "deadline=%s output=%s schema=%v compensate_on_cancel=%v\n", g.Deadline,
+		exprSource(g.Output), g.Schema != nil, g.CompensateOnCancel)
 
 	ids := make([]string, 0, len(g.Nodes))
 	for id := range g.Nodes {
@@ -48,6 +49,11 @@ func nodeDigest(n *Node) string {
 		when[i] = exprSource(e)
 	}
 
+	return coreDigest(n, parent, blocks, input, when) + " " + flowDigest(n)
+}
+
+// coreDigest renders the fields of the engine-core kinds.
+func coreDigest(n *Node, parent string, blocks []string, input string, when []string) string {
 	return fmt.Sprintf("%s %s %s parent=%s blocks=%v branches=%d cases=%d when=%q "+
 		"task=%s/%s input=%s output=%v retry=%+v limits=%+v on_failure=%s "+
 		"items=%s parallel=%v max_concurrency=%d result=%s condition=%s max_iterations=%d "+
@@ -58,6 +64,25 @@ func nodeDigest(n *Node) string {
 		exprSource(n.Condition), n.MaxIterations, durationSource(n.Duration),
 		exprSource(n.Until), n.Event, exprSource(n.Key), exprSource(n.AsOf),
 		durationSource(n.Timeout), exprSource(n.CancelIf), n.CancelContinue)
+}
+
+// flowDigest renders the fields of the control-flow kinds.
+func flowDigest(n *Node) string {
+	target := "-"
+	if n.Target != nil {
+		target = n.Target.ID
+	}
+	values := make([]string, len(n.Step.OnOutcome))
+	for i, b := range n.Step.OnOutcome {
+		if b != nil {
+			raw, _ := marshalPlain(b.Value)
+			values[i] = string(raw)
+		}
+	}
+
+	return fmt.Sprintf("at=%s/%d target=%s outcome=%s outcomes=%v then=%s compensates=%v "+
+		"workflow=%s/%d interval=%s", n.BlockName, n.Index, target, exprSource(n.Outcome),
+		values, n.Then, n.Compensates, n.Workflow, n.WorkflowVersion, durationSource(n.Interval))
 }
 
 // exprSource renders an expression, "-" for none.
@@ -79,4 +104,14 @@ func durationSource(d *DurationExpr) string {
 	}
 
 	return d.Literal.String()
+}
+
+// ids lists the ids of nodes, separated by spaces.
+func ids(nodes []*Node) string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.ID
+	}
+
+	return strings.Join(out, " ")
 }
