@@ -330,6 +330,28 @@ type Stats struct {
 	RowsLoaded int64
 }
 
+// Notice says what kind of work another node made ready.
+type Notice string
+
+// Notices.
+const (
+	// NoticeInstances: an instance became runnable.
+	NoticeInstances Notice = "instances"
+	// NoticeTasks: a dispatch task became claimable.
+	NoticeTasks Notice = "tasks"
+)
+
+// Notifier is implemented by stores that tell a node about work other
+// nodes sharing the database made ready (PostgreSQL's LISTEN/NOTIFY).
+// The engine wakes its loops on each notice; it goes on polling too, so
+// a lost notice only delays work by up to the poll interval.
+type Notifier interface {
+	// Notifications returns a channel of the notices sent by other
+	// nodes from now on; it is closed when ctx ends. A receiver that
+	// falls behind misses notices rather than blocking the store.
+	Notifications(ctx context.Context) <-chan Notice
+}
+
 // Store is the persistence every weft node uses. All times the caller
 // passes come from the engine's clock; lease expiry is checked against
 // the database clock.

@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+
+	"github.com/weftworks/weft/store"
 )
 
 // errClosed answers writes submitted after Close.
@@ -23,18 +26,27 @@ type op struct {
 	done       chan error
 }
 
-// counts are what a write or a batch adds to the store's counters.
+// counts are what a write or a batch adds to the store's counters, and
+// the notices it sends.
 type counts struct {
 	transitions int64
 	rows        int64
 	bytes       int64
+	instances   bool
+	tasks       bool
 }
 
 func (c *counts) add(o counts) {
 	c.transitions += o.transitions
 	c.rows += o.rows
 	c.bytes += o.bytes
+	c.instances = c.instances || o.instances
+	c.tasks = c.tasks || o.tasks
 }
+
+// maxRetries bounds how often a write that lost a deadlock or a
+// serialization check against another node runs again.
+const maxRetries = 5
 
 // committer is the single goroutine that commits every write.
 type committer struct {
@@ -164,11 +176,22 @@ func (c *committer) apply(batch []*op) {
 	}
 }
 
-// runBatch runs every op of the batch and commits. It fills results with
-// each op's own error; a returned error means nothing was committed.
-// A batch of one needs no savepoint: its failure rolls back the whole
-// transaction.
+// runBatch runs every op of the batch and commits, running a batch of
+// one again when it lost to another node's transaction.
 func (c *committer) runBatch(ctx context.Context, batch []*op, results []error) (counts, error) {
+	for try := 0; ; try++ {
+		total, err := c.runBatchOnce(ctx, batch, results)
+		if err != nil || len(batch) > 1 || !retryable(results[0]) || try == maxRetries {
+			return total, err
+		}
+	}
+}
+
+// runBatchOnce runs every op of the batch and commits. It fills results
+// with each op's own error; a returned error means nothing was
+// committed. A batch of one needs no savepoint: its failure rolls back
+// the whole transaction.
+func (c *committer) runBatchOnce(ctx context.Context, batch []*op, results []error) (counts, error) {
 	if err := c.begin(ctx); err != nil {
 		return counts{}, fmt.Errorf("beginning write batch: %w", err)
 	}
@@ -195,6 +218,10 @@ func (c *committer) runBatch(ctx context.Context, batch []*op, results []error) 
 		return counts{}, nil
 	}
 
+	if err := c.notify(ctx, total); err != nil {
+		return counts{}, fmt.Errorf("notifying other nodes: %w", err)
+	}
+
 	if err := c.execConn(ctx, "COMMIT"); err != nil {
 		return counts{}, fmt.Errorf("committing write batch: %w", err)
 	}
@@ -217,12 +244,20 @@ func (c *committer) runOp(ctx context.Context, o *op, savepoint bool) (n counts,
 		}
 	}
 
-	w := &writer{c: c, s: c.s}
-	opErr = w.call(ctx, o.fn)
+	var w *writer
+	for try := 0; ; try++ {
+		w = &writer{c: c, s: c.s}
+		opErr = w.call(ctx, o.fn)
+		if !savepoint || opErr == nil {
+			break
+		}
 
-	if savepoint && opErr != nil {
 		if err := c.execConn(ctx, "ROLLBACK TO SAVEPOINT op"); err != nil {
 			return counts{}, nil, fmt.Errorf("rolling back savepoint: %w", err)
+		}
+
+		if !retryable(opErr) || try == maxRetries {
+			break
 		}
 	}
 
@@ -262,6 +297,68 @@ func (c *committer) execConn(ctx context.Context, query string) error {
 	_, err := c.conn.ExecContext(ctx, query)
 
 	return err
+}
+
+// retryable reports whether err is the database refusing a write because
+// of a concurrent transaction (a deadlock or a serialization failure),
+// which the same write may pass when run again.
+func retryable(err error) bool {
+	var coded interface{ SQLState() string }
+	if !errors.As(err, &coded) {
+		return false
+	}
+
+	switch coded.SQLState() {
+	case "40001", "40P01":
+		return true
+	}
+
+	return false
+}
+
+// notify sends, inside the batch's transaction, a notice for each kind
+// of work the batch made ready; the database delivers them at commit.
+func (c *committer) notify(ctx context.Context, total counts) error {
+	s := c.s
+	if s.dialect.Notify == "" || s.channel == "" {
+		return nil
+	}
+
+	for _, n := range []struct {
+		set  bool
+		kind store.Notice
+	}{{total.instances, store.NoticeInstances}, {total.tasks, store.NoticeTasks}} {
+		if !n.set {
+			continue
+		}
+
+		stmt, err := c.stmt(ctx, s.dialect.Notify)
+		if err != nil {
+			return err
+		}
+
+		if _, err := stmt.ExecContext(ctx, s.channel, NoticePayload(n.kind, s.sender)); err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+// NoticePayload is the text a notice of kind from sender is sent as.
+func NoticePayload(kind store.Notice, sender string) string {
+	return string(kind) + ":" + sender
+}
+
+// ParseNotice reads a notice's payload; ok is false when it is not one.
+func ParseNotice(payload string) (kind store.Notice, sender string, ok bool) {
+	k, sender, found := strings.Cut(payload, ":")
+	kind = store.Notice(k)
+	if !found || (kind != store.NoticeInstances && kind != store.NoticeTasks) {
+		return "", "", false
+	}
+
+	return kind, sender, true
 }
 
 // reset abandons a failed batch: it rolls back whatever is left of the

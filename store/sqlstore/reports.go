@@ -133,20 +133,27 @@ func (w *writer) storeReport(ctx context.Context, instanceID string, pointer int
 // wake counts an input for the instance and makes it due now, unless
 // it is final.
 func (w *writer) wake(ctx context.Context, instanceID string, now time.Time) error {
-	_, err := w.exec(ctx, `UPDATE workflow_instances SET wake = wake + 1, due_at = ?
+	n, err := w.exec(ctx, `UPDATE workflow_instances SET wake = wake + 1, due_at = ?
 		WHERE id = ? AND status NOT IN `+finalStatuses, ms(now), instanceID)
 	if err != nil {
 		return fmt.Errorf("waking instance: %w", err)
 	}
 
+	if n > 0 {
+		w.readyInstances()
+	}
+
 	return nil
 }
 
-// instanceStatus reads an instance's status; ErrNotFound when there is
-// no such instance.
+// instanceStatus reads an instance's status, locking its row where the
+// dialect locks (so every write that touches an instance takes the
+// instance's row first, and two writers meet there rather than deadlock
+// further on); ErrNotFound when there is no such instance.
 func (w *writer) instanceStatus(ctx context.Context, id string) (store.InstanceStatus, error) {
 	var status store.InstanceStatus
-	err := w.queryRow(ctx, `SELECT status FROM workflow_instances WHERE id = ?`, id).Scan(&status)
+	err := w.queryRow(ctx, `SELECT status FROM workflow_instances WHERE id = ?`+
+		w.s.dialect.ForUpdate, id).Scan(&status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("instance %s: %w", id, store.ErrNotFound)
 	}

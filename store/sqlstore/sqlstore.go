@@ -36,6 +36,13 @@ type Config struct {
 	// MaxBatch bounds how many writes share one commit (default
 	// DefaultMaxBatch).
 	MaxBatch int
+	// Channel, with a dialect that can notify, is the channel each
+	// commit that made an instance runnable or a task claimable sends a
+	// Notice on, for the other nodes; empty sends nothing.
+	Channel string
+	// Sender names this store in the notices it sends, so that it can
+	// tell its own apart.
+	Sender string
 }
 
 // Store is a store.Store on database/sql. Close it to stop its committer
@@ -44,6 +51,8 @@ type Store struct {
 	writer  *sql.DB
 	reader  *sql.DB
 	dialect *Dialect
+	channel string
+	sender  string
 	commit  *committer
 	reads   readCache
 
@@ -70,7 +79,10 @@ func New(cfg Config) (*Store, error) {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
 
-	s := &Store{writer: cfg.Writer, reader: cfg.Reader, dialect: cfg.Dialect}
+	s := &Store{
+		writer: cfg.Writer, reader: cfg.Reader, dialect: cfg.Dialect,
+		channel: cfg.Channel, sender: cfg.Sender,
+	}
 	s.commit = newCommitter(s, cfg.MaxBatch)
 	go s.commit.run()
 

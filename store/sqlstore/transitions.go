@@ -42,6 +42,13 @@ func (w *writer) applyTransition(ctx context.Context, t *store.Transition) error
 		return errors.New("transition without an instance status")
 	}
 
+	if w.s.dialect.ForUpdate != "" {
+		_, err := w.instanceStatus(ctx, t.InstanceID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+
 	if err := w.deleteTimers(ctx, t.InstanceID, t.TimersDelete); err != nil {
 		return err
 	}
@@ -114,14 +121,15 @@ func (w *writer) fenceInstance(ctx context.Context, t *store.Transition) (int64,
 	args = append(args, dueArgs...)
 	args = append(args, t.InstanceID, t.Owner, t.Epoch)
 
-	var last int64
+	var last, dueAt int64
+	var hasDue bool
 	err := w.queryRow(ctx, `UPDATE workflow_instances SET status = ?, reason = ?, data = ?,
 		output = ?, error = ?, state = ?, next_pointer = ?, ended_at = ?, updated_at = ?,
 		last_seq = last_seq + ?,
 		due_at = CASE WHEN wake <> ? THEN CAST(? AS BIGINT) ELSE `+due+` END, `+lease+`
 		WHERE id = ? AND lease_owner = ? AND lease_epoch = ?
 		AND lease_expires > `+w.s.dialect.Now+`
-		RETURNING last_seq`, args...).Scan(&last)
+		RETURNING last_seq, COALESCE(due_at, 0), due_at IS NOT NULL`, args...).Scan(&last, &dueAt, boolCol{&hasDue})
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("owner %q epoch %d: %w", t.Owner, t.Epoch, store.ErrLeaseLost)
 	}
@@ -131,6 +139,9 @@ func (w *writer) fenceInstance(ctx context.Context, t *store.Transition) (int64,
 	}
 
 	w.wrote(1, args[:6])
+	if hasDue && dueAt <= ms(t.Now) && !t.KeepLease {
+		w.readyInstances()
+	}
 
 	return last, nil
 }

@@ -1,0 +1,16 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/postgres/pgtest"
+	"github.com/weftworks/weft/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	pgtest.URL(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return pgtest.Open(t)
+	})
+}
