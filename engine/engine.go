@@ -126,8 +126,10 @@ type Counters struct {
 	Conflicts   atomic.Int64
 	LeaseLost   atomic.Int64
 	IdlePolls   atomic.Int64
-	Claims      atomic.Int64
-	Dispatched  atomic.Int64
+	// Notices counts the wake-ups other nodes sent through the store.
+	Notices    atomic.Int64
+	Claims     atomic.Int64
+	Dispatched atomic.Int64
 }
 
 // New returns an engine on st. Call Start to run its loops.
@@ -174,6 +176,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.runLoop(ctx, e.scheduleLoop)
 	e.runLoop(ctx, e.dispatchLoop)
 	e.runLoop(ctx, e.sweepLoop)
+	if n, ok := e.store.(store.Notifier); ok {
+		notices := n.Notifications(ctx)
+		e.runLoop(ctx, func(context.Context) { e.noticeLoop(notices) })
+	}
 	e.log.Info("engine started", keyNode, e.opts.NodeID)
 
 	return nil

@@ -144,6 +144,20 @@ func (e *Engine) failBroken(ctx context.Context, ld store.Loaded, cause error) e
 	return e.commit(ctx, r)
 }
 
+// noticeLoop wakes the schedule and dispatch loops on the notices other
+// nodes send through the store, until the channel closes.
+func (e *Engine) noticeLoop(notices <-chan store.Notice) {
+	for n := range notices {
+		e.counters.Notices.Add(1)
+		switch n {
+		case store.NoticeInstances:
+			e.wake(e.wakeSched)
+		case store.NoticeTasks:
+			e.wake(e.wakeTasks)
+		}
+	}
+}
+
 // sweepLoop delivers events whose time has come.
 func (e *Engine) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(e.opts.PollInterval)

@@ -14,3 +14,12 @@ func TestConformance(t *testing.T) {
 		return pgtest.Open(t)
 	})
 }
+
+func TestNodes(t *testing.T) {
+	pgtest.URL(t)
+	storetest.Nodes(t, func(t *testing.T) (store.Store, store.Store) {
+		url, schema := pgtest.Schema(t)
+
+		return pgtest.OpenSchema(t, url, schema), pgtest.OpenSchema(t, url, schema)
+	})
+}
