@@ -158,6 +158,55 @@ func (e *Engine) noticeLoop(notices <-chan store.Notice) {
 	}
 }
 
+// purgePause separates two purge batches, so that live writes get the
+// writer in between.
+const purgePause = 10 * time.Millisecond
+
+// purgeLoop deletes finished instances past their retention, at start
+// and then every PurgeInterval.
+func (e *Engine) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(e.opts.PurgeInterval)
+	defer t.Stop()
+
+	for {
+		e.purge(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// purge deletes, batch after batch, the finished instances that ended
+// more than Retention ago.
+func (e *Engine) purge(ctx context.Context) {
+	before := e.clock.Now().Add(-e.opts.Retention)
+	total := 0
+	for ctx.Err() == nil {
+		n, err := e.store.InstancePurge(ctx, store.InstancePurgeParams{
+			Before: before, Limit: e.opts.PurgeBatch,
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("purging finished instances failed", keyErr, err)
+			}
+
+			break
+		}
+
+		total += n
+		e.counters.Purged.Add(int64(n))
+		if n < e.opts.PurgeBatch || sleep(ctx, purgePause) != nil {
+			break
+		}
+	}
+
+	if total > 0 {
+		e.log.Info("purged finished instances", keyCount, total)
+	}
+}
+
 // sweepLoop delivers events whose time has come.
 func (e *Engine) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(e.opts.PollInterval)

@@ -396,6 +396,14 @@ type Store interface {
 	// instances; ok is false when there is none.
 	InstanceNextDue(ctx context.Context) (due time.Time, ok bool, err error)
 
+	// InstancePurge deletes up to Limit finished instances (completed,
+	// failed, cancelled, terminated) that ended before Before, with
+	// their steps, audit rows, timers, tasks, deliveries, subscriptions
+	// and start keys, in one short write; it returns how many it
+	// deleted. Callers purge in batches, calling again while it returns
+	// Limit.
+	InstancePurge(ctx context.Context, p InstancePurgeParams) (int, error)
+
 	// InstanceLoad reads what a transition needs: the instance, the
 	// steps with work (Work set, or a due timer) and all their
 	// ancestors, waiting steps, and the due timers. With All it returns
@@ -500,6 +508,13 @@ type InstanceClaimParams struct {
 	Limit int
 	TTL   time.Duration
 	Now   time.Time
+}
+
+// InstancePurgeParams says which finished instances to delete and how
+// many at most in one write.
+type InstancePurgeParams struct {
+	Before time.Time
+	Limit  int
 }
 
 // InstanceLoadParams says which instance to load and how much of it.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -18,12 +19,23 @@ var errClosed = errors.New("store closed")
 // own savepoint, and any error it returns rolls back only its own work.
 type writeFunc func(ctx context.Context, w *writer) error
 
+// errDeferred marks an op that lost a deadlock to another node's
+// transaction: its savepoint was rolled back and it runs again in the
+// next batch, once this one has committed and freed its locks.
+var errDeferred = errors.New("deferred to the next batch")
+
 // op is a write waiting for the committer.
 type op struct {
 	ctx        context.Context
 	fn         writeFunc
 	transition bool
-	done       chan error
+	// key is the id of the instance whose row the op locks first, if
+	// any; where the database locks rows, a batch runs its ops in key
+	// order, so that two nodes' batches take instance locks in the same
+	// order.
+	key   string
+	tries int
+	done  chan error
 }
 
 // counts are what a write or a batch adds to the store's counters, and
@@ -155,8 +167,13 @@ func (c *committer) stop() bool {
 	return true
 }
 
-// apply runs a batch in one transaction and answers each op.
+// apply runs a batch in one transaction and answers each op, but for
+// those deferred to the next batch.
 func (c *committer) apply(batch []*op) {
+	if c.s.dialect.ForUpdate != "" {
+		slices.SortStableFunc(batch, func(a, b *op) int { return strings.Compare(a.key, b.key) })
+	}
+
 	results := make([]error, len(batch))
 
 	total, err := c.runBatch(context.Background(), batch, results)
@@ -171,8 +188,22 @@ func (c *committer) apply(batch []*op) {
 		c.s.bytes.Add(total.bytes)
 	}
 
+	var deferred []*op
 	for i, o := range batch {
+		if errors.Is(results[i], errDeferred) {
+			o.tries++
+			deferred = append(deferred, o)
+
+			continue
+		}
+
 		o.done <- results[i]
+	}
+
+	if len(deferred) > 0 {
+		c.mu.Lock()
+		c.queue = append(deferred, c.queue...)
+		c.mu.Unlock()
 	}
 }
 
@@ -244,20 +275,16 @@ func (c *committer) runOp(ctx context.Context, o *op, savepoint bool) (n counts,
 		}
 	}
 
-	var w *writer
-	for try := 0; ; try++ {
-		w = &writer{c: c, s: c.s}
-		opErr = w.call(ctx, o.fn)
-		if !savepoint || opErr == nil {
-			break
-		}
+	w := &writer{c: c, s: c.s}
+	opErr = w.call(ctx, o.fn)
 
+	if savepoint && opErr != nil {
 		if err := c.execConn(ctx, "ROLLBACK TO SAVEPOINT op"); err != nil {
 			return counts{}, nil, fmt.Errorf("rolling back savepoint: %w", err)
 		}
 
-		if !retryable(opErr) || try == maxRetries {
-			break
+		if retryable(opErr) && o.tries < maxRetries {
+			opErr = errDeferred
 		}
 	}
 
@@ -388,15 +415,24 @@ func (c *committer) release() {
 // write runs fn through the committer and returns its result once the
 // batch holding it has committed.
 func (s *Store) write(ctx context.Context, fn writeFunc) error {
-	return s.writeAll(ctx, false, fn)[0]
+	return s.writeAll(ctx, false, nil, fn)[0]
 }
 
-// writeAll queues one op per fn so that they may share a commit, and
-// waits for all of them.
-func (s *Store) writeAll(ctx context.Context, transition bool, fns ...writeFunc) []error {
+// writeInstance is write for an fn that locks the instance id first.
+func (s *Store) writeInstance(ctx context.Context, id string, fn writeFunc) error {
+	return s.writeAll(ctx, false, []string{id}, fn)[0]
+}
+
+// writeAll queues one op per fn, with the instance key of the same
+// index when keys has one, so that they may share a commit, and waits
+// for all of them.
+func (s *Store) writeAll(ctx context.Context, transition bool, keys []string, fns ...writeFunc) []error {
 	ops := make([]*op, len(fns))
 	for i, fn := range fns {
 		ops[i] = &op{ctx: ctx, fn: fn, transition: transition, done: make(chan error, 1)}
+		if i < len(keys) {
+			ops[i].key = keys[i]
+		}
 	}
 
 	errs := make([]error, len(fns))

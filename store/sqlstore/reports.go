@@ -30,7 +30,7 @@ const (
 // having work, deletes its task rows and wakes the instance.
 func (s *Store) StepReport(ctx context.Context, p store.StepReportParams) (store.ReportResult, error) {
 	var res store.ReportResult
-	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+	err := s.writeInstance(ctx, p.InstanceID, func(ctx context.Context, w *writer) error {
 		var err error
 		res, err = w.report(ctx, p)
 
@@ -169,7 +169,7 @@ func (w *writer) instanceStatus(ctx context.Context, id string) (store.InstanceS
 // without a heartbeat limit, or none at all, has nothing to move.
 func (s *Store) StepHeartbeat(ctx context.Context, p store.StepHeartbeatParams) (store.ReportResult, error) {
 	var res store.ReportResult
-	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+	err := s.writeInstance(ctx, p.InstanceID, func(ctx context.Context, w *writer) error {
 		var err error
 		res, err = w.heartbeat(ctx, p)
 

@@ -17,13 +17,15 @@ import (
 // Seq and (when zero) At, and each added task's ID.
 func (s *Store) TransitionApply(ctx context.Context, ts []*store.Transition) []error {
 	fns := make([]writeFunc, len(ts))
+	keys := make([]string, len(ts))
 	for i, t := range ts {
+		keys[i] = t.InstanceID
 		fns[i] = func(ctx context.Context, w *writer) error {
 			return w.applyTransition(ctx, t)
 		}
 	}
 
-	errs := s.writeAll(ctx, true, fns...)
+	errs := s.writeAll(ctx, true, keys, fns...)
 	for i, err := range errs {
 		if err != nil {
 			errs[i] = fmt.Errorf("applying transition to instance %s: %w", ts[i].InstanceID, err)
