@@ -43,6 +43,7 @@ type listener struct {
 	mu      sync.Mutex
 	subs    map[chan store.Notice]struct{}
 	started bool
+	stopped bool
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -56,11 +57,18 @@ func newListener(conn *pgx.ConnConfig, channel, sender string, log *slog.Logger)
 }
 
 // subscribe adds a subscriber until ctx ends, starting the listener with
-// the first one.
+// the first one. After stop it returns a closed channel.
 func (l *listener) subscribe(ctx context.Context) <-chan store.Notice {
 	ch := make(chan store.Notice, subscriberBuffer)
 
 	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		close(ch)
+
+		return ch
+	}
+
 	l.subs[ch] = struct{}{}
 	if !l.started {
 		l.started = true
@@ -88,6 +96,7 @@ func (l *listener) stop() {
 	l.mu.Lock()
 	started := l.started
 	cancel := l.cancel
+	l.stopped = true
 	l.mu.Unlock()
 
 	if started {
