@@ -24,12 +24,16 @@ import (
 // config is what the options set.
 type config struct {
 	maxConns    int
+	writers     int
 	maxBatch    int
 	schema      string
 	notify      bool
 	logger      *slog.Logger
 	maxIdleTime time.Duration
 }
+
+// defaultWriters is how many committers a node runs by default.
+const defaultWriters = 3
 
 // Option changes how Open opens the database.
 type Option func(*config)
@@ -39,6 +43,13 @@ type Option func(*config)
 // it opens, and one for LISTEN.
 func WithMaxConns(n int) Option {
 	return func(c *config) { c.maxConns = n }
+}
+
+// WithWriters sets how many transactions the node commits at once, each
+// on its own connection with its own group commit (default 3). The
+// writes of one instance always share one of them.
+func WithWriters(n int) Option {
+	return func(c *config) { c.writers = n }
 }
 
 // WithMaxBatch bounds how many writes share one commit (default
@@ -84,14 +95,17 @@ var (
 // nodes may open and migrate the same database at once: migrations run
 // under an advisory lock.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
-	cfg := config{maxConns: 8, notify: true, logger: slog.Default(), maxIdleTime: 5 * time.Minute}
+	cfg := config{
+		maxConns: 8, writers: defaultWriters, notify: true, logger: slog.Default(),
+		maxIdleTime: 5 * time.Minute,
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
 
-	if cfg.maxConns < 1 {
-		return nil, fmt.Errorf("opening postgres store: max conns %d: must be at least 1",
-			cfg.maxConns)
+	if cfg.maxConns < 1 || cfg.writers < 1 {
+		return nil, fmt.Errorf("opening postgres store: max conns %d, writers %d: "+
+			"both must be at least 1", cfg.maxConns, cfg.writers)
 	}
 
 	conn, err := pgx.ParseConfig(url)
@@ -115,7 +129,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 // store and its listener.
 func open(ctx context.Context, conn *pgx.ConnConfig, cfg config) (*Store, error) {
 	writer := stdlib.OpenDB(*conn)
-	writer.SetMaxOpenConns(2)
+	writer.SetMaxOpenConns(max(cfg.writers, 2))
 	writer.SetConnMaxIdleTime(cfg.maxIdleTime)
 	if err := writer.PingContext(ctx); err != nil {
 		return nil, errors.Join(err, writer.Close())
@@ -138,6 +152,7 @@ func open(ctx context.Context, conn *pgx.ConnConfig, cfg config) (*Store, error)
 
 	s, err := sqlstore.New(sqlstore.Config{
 		Writer: writer, Reader: reader, Dialect: sqlstore.Postgres, MaxBatch: cfg.maxBatch,
+		Writers: cfg.writers,
 		Channel: channel, Sender: sender,
 	})
 	if err != nil {

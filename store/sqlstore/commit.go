@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"sync"
@@ -412,6 +413,24 @@ func (c *committer) release() {
 	c.conn = nil
 }
 
+// committerFor picks the committer of an op: by the hash of its
+// instance key, so that the writes of one instance queue behind each
+// other on one connection, or in turn for the writes without one.
+func (s *Store) committerFor(key string) *committer {
+	if len(s.committers) == 1 {
+		return s.committers[0]
+	}
+
+	if key == "" {
+		return s.committers[s.next.Add(1)%uint64(len(s.committers))]
+	}
+
+	h := fnv.New32a()
+	h.Write([]byte(key))
+
+	return s.committers[h.Sum32()%uint32(len(s.committers))]
+}
+
 // write runs fn through the committer and returns its result once the
 // batch holding it has committed.
 func (s *Store) write(ctx context.Context, fn writeFunc) error {
@@ -435,14 +454,21 @@ func (s *Store) writeAll(ctx context.Context, transition bool, keys []string, fn
 		}
 	}
 
-	errs := make([]error, len(fns))
-	if err := s.commit.submit(ops...); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-
-		return errs
+	groups := make(map[*committer][]*op, 1)
+	for _, o := range ops {
+		c := s.committerFor(o.key)
+		groups[c] = append(groups[c], o)
 	}
+
+	for c, group := range groups {
+		if err := c.submit(group...); err != nil {
+			for _, o := range group {
+				o.done <- err
+			}
+		}
+	}
+
+	errs := make([]error, len(fns))
 
 	for i, o := range ops {
 		select {

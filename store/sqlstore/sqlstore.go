@@ -36,6 +36,11 @@ type Config struct {
 	// MaxBatch bounds how many writes share one commit (default
 	// DefaultMaxBatch).
 	MaxBatch int
+	// Writers is how many committers run at once, each on its own
+	// connection of Writer and each packing its own batches (default 1,
+	// the only sensible value for SQLite). The writes of one instance
+	// always go to the same committer.
+	Writers int
 	// Channel, with a dialect that can notify, is the channel each
 	// commit that made an instance runnable or a task claimable sends a
 	// Notice on, for the other nodes; empty sends nothing.
@@ -48,13 +53,14 @@ type Config struct {
 // Store is a store.Store on database/sql. Close it to stop its committer
 // and release both database handles.
 type Store struct {
-	writer  *sql.DB
-	reader  *sql.DB
-	dialect *Dialect
-	channel string
-	sender  string
-	commit  *committer
-	reads   readCache
+	writer     *sql.DB
+	reader     *sql.DB
+	dialect    *Dialect
+	channel    string
+	sender     string
+	committers []*committer
+	next       atomic.Uint64
+	reads      readCache
 
 	commits     atomic.Int64
 	transitions atomic.Int64
@@ -83,8 +89,11 @@ func New(cfg Config) (*Store, error) {
 		writer: cfg.Writer, reader: cfg.Reader, dialect: cfg.Dialect,
 		channel: cfg.Channel, sender: cfg.Sender,
 	}
-	s.commit = newCommitter(s, cfg.MaxBatch)
-	go s.commit.run()
+	for range max(cfg.Writers, 1) {
+		c := newCommitter(s, cfg.MaxBatch)
+		s.committers = append(s.committers, c)
+		go c.run()
+	}
 
 	return s, nil
 }
@@ -103,7 +112,12 @@ func (s *Store) Stats() store.Stats {
 // Close finishes the writes already queued, stops the committer and
 // closes the database handles. Writes submitted afterwards fail.
 func (s *Store) Close() error {
-	if !s.commit.stop() {
+	first := false
+	for _, c := range s.committers {
+		first = c.stop() || first
+	}
+
+	if !first {
 		return nil
 	}
 
