@@ -61,7 +61,8 @@ func (c *counts) add(o counts) {
 // serialization check against another node runs again.
 const maxRetries = 5
 
-// committer is the single goroutine that commits every write.
+// committer is a goroutine that commits writes on its own connection. A
+// Store has one per writer (Config.Writers); SQLite's has one.
 type committer struct {
 	s   *Store
 	max int

@@ -3,11 +3,14 @@
 // (placeholders, the database clock, row locking, JSON paths, the schema's
 // column types) lives in a Dialect; the Go logic is shared.
 //
-// Writes go through one committer goroutine that packs the writes waiting
-// at that moment into a single database transaction (group commit). Each
-// write runs inside its own savepoint, so one that fails (a lost lease, a
-// conflict) is rolled back alone; every caller learns its result only
-// after the commit. Reads go straight to the read pool.
+// Writes go through a committer goroutine (one by default; PostgreSQL
+// runs several, each instance's writes always on the same one) that
+// packs the writes waiting at that moment into a single database
+// transaction (group commit). Each write runs inside its own savepoint,
+// so one that fails (a lost lease, a conflict) is rolled back alone, and
+// one that lost a deadlock to another node runs again in the next
+// batch; every caller learns its result only after the commit. Reads go
+// straight to the read pool.
 //
 // Times are stored as unix milliseconds and JSON as TEXT, byte for byte.
 package sqlstore

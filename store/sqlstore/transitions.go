@@ -44,6 +44,9 @@ func (w *writer) applyTransition(ctx context.Context, t *store.Transition) error
 		return errors.New("transition without an instance status")
 	}
 
+	// Where rows are locked, take the instance's row before the timers',
+	// as reports and heartbeats do, so that they wait for each other
+	// instead of deadlocking.
 	if w.s.dialect.ForUpdate != "" {
 		_, err := w.instanceStatus(ctx, t.InstanceID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -131,7 +134,8 @@ func (w *writer) fenceInstance(ctx context.Context, t *store.Transition) (int64,
 		due_at = CASE WHEN wake <> ? THEN CAST(? AS BIGINT) ELSE `+due+` END, `+lease+`
 		WHERE id = ? AND lease_owner = ? AND lease_epoch = ?
 		AND lease_expires > `+w.s.dialect.Now+`
-		RETURNING last_seq, COALESCE(due_at, 0), due_at IS NOT NULL`, args...).Scan(&last, &dueAt, boolCol{&hasDue})
+		RETURNING last_seq, COALESCE(due_at, 0), due_at IS NOT NULL`,
+		args...).Scan(&last, &dueAt, boolCol{&hasDue})
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("owner %q epoch %d: %w", t.Owner, t.Epoch, store.ErrLeaseLost)
 	}
