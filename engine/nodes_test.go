@@ -255,7 +255,7 @@ func TestFencedNodeCannotCommit(t *testing.T) {
 	time.Sleep(2 * fencedOpts.LeaseTTL)
 
 	var runs atomic.Int32
-	other := c.add(fastOptions(), nil)
+	other := c.add(clusterOptions(), nil)
 	other.Handle("nodes", "work", func(context.Context, engine.Task) (any, error) {
 		runs.Add(1)
 
@@ -365,12 +365,15 @@ func TestNodesWakeEachOther(t *testing.T) {
 	url, schema := pgtest.Schema(t)
 	c := &cluster{t: t, url: url, schema: schema}
 	accept := c.add(engine.Options{DisableLoops: true}, nil)
-	slow := fastOptions()
+	slow := clusterOptions()
 	slow.PollInterval = 5 * time.Second
 	worker := c.add(slow, nil)
 	dispatched := make(chan time.Time, 1)
-	worker.Handle("nodes", "inside", func(context.Context, engine.Task) (any, error) {
-		dispatched <- time.Now()
+	worker.Handle("nodes", "inside", func(ctx context.Context, _ engine.Task) (any, error) {
+		select {
+		case dispatched <- time.Now():
+		case <-ctx.Done():
+		}
 
 		return 1, nil
 	})

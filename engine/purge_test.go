@@ -23,7 +23,7 @@ steps:
 // leaves running ones alone.
 func TestPurgeDeletesFinishedPastRetention(t *testing.T) {
 	opts := fastOptions()
-	opts.Retention = 300 * time.Millisecond
+	opts.Retention = 3 * time.Second
 	opts.PurgeInterval = 20 * time.Millisecond
 	opts.PurgeBatch = 2
 	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
