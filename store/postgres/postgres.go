@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -167,14 +168,24 @@ func open(ctx context.Context, conn *pgx.ConnConfig, cfg config) (*Store, error)
 	return out, nil
 }
 
+// maxChannel is the longest channel name PostgreSQL takes, in bytes.
+const maxChannel = 63
+
 // Channel is the LISTEN/NOTIFY channel of the nodes on schema ("weft"
-// when schema is empty, "weft." and the schema otherwise).
+// when schema is empty, "weft." and the schema otherwise, cut to the 63
+// bytes PostgreSQL takes).
 func Channel(schema string) string {
 	if schema == "" {
 		return "weft"
 	}
 
-	return "weft." + schema
+	ch := "weft." + schema
+	for len(ch) > maxChannel {
+		_, size := utf8.DecodeLastRuneInString(ch)
+		ch = ch[:len(ch)-size]
+	}
+
+	return ch
 }
 
 // Notifications returns the notices other nodes on the same database and

@@ -1,9 +1,11 @@
 package postgres_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/postgres"
 	"github.com/weftworks/weft/store/postgres/pgtest"
 	"github.com/weftworks/weft/store/storetest"
 )
@@ -22,4 +24,18 @@ func TestNodes(t *testing.T) {
 
 		return pgtest.OpenSchema(t, url, schema), pgtest.OpenSchema(t, url, schema)
 	})
+}
+
+func TestChannel(t *testing.T) {
+	long := strings.Repeat("é", 40)
+	tests := []struct{ schema, want string }{
+		{"", "weft"},
+		{"tenant_a", "weft.tenant_a"},
+		{long, "weft." + strings.Repeat("é", 29)},
+	}
+	for _, tt := range tests {
+		if got := postgres.Channel(tt.schema); got != tt.want || len(got) > 63 {
+			t.Errorf("Channel(%q) = %q, want %q (at most 63 bytes)", tt.schema, got, tt.want)
+		}
+	}
 }
