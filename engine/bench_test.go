@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/weftworks/weft/engine"
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/postgres/pgtest"
 	"github.com/weftworks/weft/store/sqlite"
 )
 
@@ -95,4 +97,52 @@ func waitMany(b *testing.B, e *engine.Engine, ids []string) []time.Duration {
 	}
 
 	return per
+}
+
+// BenchmarkThreeStepInstancePostgres is BenchmarkThreeStepInstance on
+// PostgreSQL, with one, two and three engines (each its own store handle
+// and node id) sharing a fresh schema.
+func BenchmarkThreeStepInstancePostgres(b *testing.B) {
+	for _, nodes := range []int{1, 2, 3} {
+		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
+			benchPostgresNodes(b, nodes)
+		})
+	}
+}
+
+func benchPostgresNodes(b *testing.B, nodes int) {
+	ctx := context.Background()
+	url, schema := pgtest.Schema(b)
+	engines := make([]*engine.Engine, nodes)
+	for i := range engines {
+		st := pgtest.OpenSchema(b, url, schema)
+		e := engine.New(st, engine.Options{
+			PollInterval: 50 * time.Millisecond, NodeID: fmt.Sprintf("node-%d", i+1),
+		})
+		e.Handle("bench", "noop", func(context.Context, engine.Task) (any, error) { return 1, nil })
+		engines[i] = e
+	}
+
+	if _, err := engines[0].RegisterDefinition(ctx, []byte(threeSteps)); err != nil {
+		b.Fatal(err)
+	}
+
+	for _, e := range engines {
+		if err := e.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(e.Stop)
+	}
+
+	b.ResetTimer()
+	began := time.Now()
+	ids := startMany(b, engines[0], b.N)
+	per := waitMany(b, engines[0], ids)
+	elapsed := time.Since(began)
+	b.StopTimer()
+
+	slices.Sort(per)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "instances/s")
+	b.ReportMetric(float64(per[len(per)/2].Microseconds())/1000, "p50-ms/step")
+	b.ReportMetric(float64(per[len(per)*99/100].Microseconds())/1000, "p99-ms/step")
 }

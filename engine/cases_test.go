@@ -1198,9 +1198,9 @@ steps:
 // while the attempt runs, and returns the instance and the attempt's
 // task row as the store held it (the token its worker would report
 // with). The handler gives up only when the engine stops.
-func runUntilStopped(t *testing.T, path, startToClose string) (string, store.Task) {
+func runUntilStopped(t *testing.T, open opener, startToClose string) (string, store.Task) {
 	t.Helper()
-	a := newHarnessAt(t, path, restartOptions())
+	a := newHarnessOn(t, open, restartOptions())
 	a.register(restartDefinition(startToClose))
 	started := make(chan struct{})
 	a.e.Handle("slow", "s1", func(ctx context.Context, task engine.Task) (any, error) {
@@ -1265,16 +1265,22 @@ func checkOneCompletion(t *testing.T, h *harness, id string, attempt int, output
 
 // TestRestartMidStepRedeliversSameAttempt is case 12 in process with
 // the downtime inside S1's start_to_close: engine A is stopped while
-// S1's Go handler runs; a new engine on the same file hands S1 out
+// S1's Go handler runs; a new engine on the same database (an SQLite
+// file, a PostgreSQL schema) hands S1 out
 // again with the same attempt and idempotency key (a restart is not an
 // attempt), exactly one completion of S1 is accepted, S2 runs once, and
 // the stopped run's report, coming after the end, is refused as late.
 func TestRestartMidStepRedeliversSameAttempt(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "weft.db")
-	id, first := runUntilStopped(t, path, "1m")
+	for name, at := range bothStores {
+		t.Run(name, func(t *testing.T) { restartRedelivers(t, at(t)) })
+	}
+}
+
+func restartRedelivers(t *testing.T, open opener) {
+	id, first := runUntilStopped(t, open, "1m")
 	time.Sleep(400 * time.Millisecond)
 
-	b := newHarnessAt(t, path, restartOptions())
+	b := newHarnessOn(t, open, restartOptions())
 	var rec recorder
 	b.e.Handle("slow", "s1", func(ctx context.Context, task engine.Task) (any, error) {
 		rec.add(fmt.Sprintf("%d %s", task.Attempt, task.IdempotencyKey))
@@ -1317,17 +1323,22 @@ func TestRestartMidStepRedeliversSameAttempt(t *testing.T) {
 
 // TestRestartMidStepRefusesStaleAttempt is case 12 in process with the
 // downtime past S1's start_to_close: engine A is stopped while S1's
-// first attempt runs and a new engine starts on the same file after
+// first attempt runs and a new engine starts on the same database after
 // the attempt's cap. It times the attempt out and runs a second one;
 // the first attempt's report, coming while the second runs, is refused
 // as late and audited as report_late; exactly one completion of S1 (the
 // second attempt's) is accepted, and S2 runs once.
 func TestRestartMidStepRefusesStaleAttempt(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "weft.db")
-	id, first := runUntilStopped(t, path, "500ms")
+	for name, at := range bothStores {
+		t.Run(name, func(t *testing.T) { restartRefusesStale(t, at(t)) })
+	}
+}
+
+func restartRefusesStale(t *testing.T, open opener) {
+	id, first := runUntilStopped(t, open, "500ms")
 	time.Sleep(time.Until(first.Deadline.Add(200 * time.Millisecond)))
 
-	b := newHarnessAt(t, path, restartOptions())
+	b := newHarnessOn(t, open, restartOptions())
 	var stale struct {
 		mu  sync.Mutex
 		res store.ReportResult

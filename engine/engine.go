@@ -65,6 +65,18 @@ type Options struct {
 	MaxDataBytes int
 	// StartKeyTTL is how long start keys are remembered; default 24h.
 	StartKeyTTL time.Duration
+	// Retention is how long finished instances (completed, failed,
+	// cancelled, terminated) are kept after they end before the purge
+	// deletes them with everything of theirs; default 7 days (168h). A
+	// negative value keeps them forever.
+	Retention time.Duration
+	// PurgeInterval is how often the purge looks for instances past
+	// their retention; default 1h.
+	PurgeInterval time.Duration
+	// PurgeBatch is how many instances one purge write deletes; default
+	// 100. Batches follow each other with a short pause, so a purge never
+	// holds a long transaction nor the writer for long.
+	PurgeBatch int
 	// Jitter, when set, replaces the random source of retry jitter
 	// (tests use it); it returns a value in [0, 1).
 	Jitter func() float64
@@ -94,6 +106,9 @@ func (o *Options) fill() {
 	setDefault(&o.MaxPayloadBytes, 1<<20)
 	setDefault(&o.MaxDataBytes, 4<<20)
 	setDefault(&o.StartKeyTTL, 24*time.Hour)
+	setDefault(&o.Retention, 7*24*time.Hour)
+	setDefault(&o.PurgeInterval, time.Hour)
+	setDefault(&o.PurgeBatch, 100)
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -134,8 +149,12 @@ type Counters struct {
 	// LeaseExtends counts leases moved on while a transition ran long.
 	LeaseExtends atomic.Int64
 	IdlePolls    atomic.Int64
-	Claims       atomic.Int64
-	Dispatched   atomic.Int64
+	// Purged counts the finished instances the purge deleted.
+	Purged atomic.Int64
+	// Notices counts the wake-ups other nodes sent through the store.
+	Notices    atomic.Int64
+	Claims     atomic.Int64
+	Dispatched atomic.Int64
 	// HookErrors counts errors returned by InstanceHook.Ended.
 	HookErrors atomic.Int64
 }
@@ -184,6 +203,13 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.runLoop(ctx, e.scheduleLoop)
 	e.runLoop(ctx, e.dispatchLoop)
 	e.runLoop(ctx, e.sweepLoop)
+	if e.opts.Retention > 0 {
+		e.runLoop(ctx, e.purgeLoop)
+	}
+	if n, ok := e.store.(store.Notifier); ok {
+		notices := n.Notifications(ctx)
+		e.runLoop(ctx, func(context.Context) { e.noticeLoop(notices) })
+	}
 	e.log.Info("engine started", keyNode, e.opts.NodeID)
 
 	return nil

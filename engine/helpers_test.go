@@ -11,6 +11,8 @@ import (
 
 	"github.com/weftworks/weft/engine"
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/postgres"
+	"github.com/weftworks/weft/store/postgres/pgtest"
 	"github.com/weftworks/weft/store/sqlite"
 )
 
@@ -38,17 +40,54 @@ func newHarness(t *testing.T) *harness {
 	return newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), fastOptions())
 }
 
+// opener opens the store a harness runs on; each call opens a new
+// handle on the same database, as a restarted process would.
+type opener func(ctx context.Context) (store.Store, error)
+
+// sqliteAt opens the SQLite file at path.
+func sqliteAt(path string) opener {
+	return func(ctx context.Context) (store.Store, error) { return sqlite.Open(ctx, path) }
+}
+
+// postgresAt opens a fresh PostgreSQL schema of the test's (it skips
+// the test when there is no server).
+func postgresAt(t *testing.T) opener {
+	url, schema := pgtest.Schema(t)
+
+	return func(ctx context.Context) (store.Store, error) {
+		return postgres.Open(ctx, url, postgres.WithSchema(schema))
+	}
+}
+
+// bothStores makes, per store a case runs on, an opener for one
+// subtest.
+var bothStores = map[string]func(t *testing.T) opener{
+	"sqlite": func(t *testing.T) opener {
+		return sqliteAt(filepath.Join(t.TempDir(), "weft.db"))
+	},
+	"postgres": postgresAt,
+}
+
 func newHarnessAt(t *testing.T, path string, opts engine.Options) *harness {
 	t.Helper()
 
+	h := newHarnessOn(t, sqliteAt(path), opts)
+	h.path = path
+
+	return h
+}
+
+func newHarnessOn(t *testing.T, open opener, opts engine.Options) *harness {
+	t.Helper()
+
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := sqlite.Open(ctx, path)
+	st, err := open(ctx)
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}
 
 	e := engine.New(st, opts)
-	h := &harness{t: t, e: e, st: st, path: path, ctx: ctx}
+	h := &harness{t: t, e: e, st: st, ctx: ctx}
 	t.Cleanup(func() {
 		h.stop()
 		cancel()

@@ -87,20 +87,26 @@ func (e *Engine) work(ctx context.Context, jobs <-chan claim) {
 	}
 }
 
+// maxLeaseHold is how many lease TTLs one advance may keep extending its
+// lease: past that a stuck node lets the instance go to another.
+const maxLeaseHold = 10
+
 // keepLease extends a claimed instance's lease every third of the lease
-// TTL, counted from the claim, until the returned stop is called or the
-// lease is lost: a transition that takes long (a wide fan-out on a busy
-// machine) is not fenced off midway and redone forever.
+// TTL, counted from the claim, until the returned stop is called, the
+// lease is lost, or maxLeaseHold TTLs have passed: a transition that
+// takes long (a wide fan-out on a busy machine) is not fenced off midway
+// and redone forever, while one that hangs still loses the instance.
 func (e *Engine) keepLease(ctx context.Context, c claim) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	every := e.opts.LeaseTTL / 3
+	until := c.at.Add(maxLeaseHold * e.opts.LeaseTTL)
 
 	go func() {
 		defer close(done)
 
 		next := c.at.Add(every)
-		for {
+		for next.Before(until) {
 			t := time.NewTimer(time.Until(next))
 			select {
 			case <-ctx.Done():
@@ -193,6 +199,69 @@ func (e *Engine) failBroken(ctx context.Context, ld store.Loaded, cause error) e
 	r.failInstance("engine_error", mustJSON(&store.StepError{Code: "engine_error", Message: cause.Error()}))
 
 	return e.commit(ctx, r)
+}
+
+// noticeLoop wakes the schedule and dispatch loops on the notices other
+// nodes send through the store, until the channel closes.
+func (e *Engine) noticeLoop(notices <-chan store.Notice) {
+	for n := range notices {
+		e.counters.Notices.Add(1)
+		switch n {
+		case store.NoticeInstances:
+			e.wake(e.wakeSched)
+		case store.NoticeTasks:
+			e.wake(e.wakeTasks)
+		}
+	}
+}
+
+// purgePause separates two purge batches, so that live writes get the
+// writer in between.
+const purgePause = 10 * time.Millisecond
+
+// purgeLoop deletes finished instances past their retention, at start
+// and then every PurgeInterval.
+func (e *Engine) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(e.opts.PurgeInterval)
+	defer t.Stop()
+
+	for {
+		e.purge(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// purge deletes, batch after batch, the finished instances that ended
+// more than Retention ago.
+func (e *Engine) purge(ctx context.Context) {
+	before := e.clock.Now().Add(-e.opts.Retention)
+	total := 0
+	for ctx.Err() == nil {
+		n, err := e.store.InstancePurge(ctx, store.InstancePurgeParams{
+			Before: before, Limit: e.opts.PurgeBatch,
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("purging finished instances failed", keyErr, err)
+			}
+
+			break
+		}
+
+		total += n
+		e.counters.Purged.Add(int64(n))
+		if n < e.opts.PurgeBatch || sleep(ctx, purgePause) != nil {
+			break
+		}
+	}
+
+	if total > 0 {
+		e.log.Info("purged finished instances", keyCount, total)
+	}
 }
 
 // sweepLoop delivers events whose time has come.

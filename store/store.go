@@ -334,6 +334,28 @@ type Stats struct {
 	RowsLoaded int64
 }
 
+// Notice says what kind of work another node made ready.
+type Notice string
+
+// Notices.
+const (
+	// NoticeInstances: an instance became runnable.
+	NoticeInstances Notice = "instances"
+	// NoticeTasks: a dispatch task became claimable.
+	NoticeTasks Notice = "tasks"
+)
+
+// Notifier is implemented by stores that tell a node about work other
+// nodes sharing the database made ready (PostgreSQL's LISTEN/NOTIFY).
+// The engine wakes its loops on each notice; it goes on polling too, so
+// a lost notice only delays work by up to the poll interval.
+type Notifier interface {
+	// Notifications returns a channel of the notices sent by other
+	// nodes from now on; it is closed when ctx ends. A receiver that
+	// falls behind misses notices rather than blocking the store.
+	Notifications(ctx context.Context) <-chan Notice
+}
+
 // Store is the persistence every weft node uses. All times the caller
 // passes come from the engine's clock; lease expiry is checked against
 // the database clock.
@@ -381,6 +403,14 @@ type Store interface {
 	// InstanceNextDue returns the earliest DueAt of unleased, non-final
 	// instances; ok is false when there is none.
 	InstanceNextDue(ctx context.Context) (due time.Time, ok bool, err error)
+
+	// InstancePurge deletes up to Limit finished instances (completed,
+	// failed, cancelled, terminated) that ended before Before, with
+	// their steps, audit rows, timers, tasks, deliveries, subscriptions
+	// and start keys, in one short write; it returns how many it
+	// deleted. Callers purge in batches, calling again while it returns
+	// Limit.
+	InstancePurge(ctx context.Context, p InstancePurgeParams) (int, error)
 
 	// InstanceLoad reads what a transition needs: the instance, the
 	// steps with work (Work set, or a due timer) and all their
@@ -494,6 +524,13 @@ type InstanceExtendParams struct {
 	Owner      string
 	Epoch      int64
 	TTL        time.Duration
+}
+
+// InstancePurgeParams says which finished instances to delete and how
+// many at most in one write.
+type InstancePurgeParams struct {
+	Before time.Time
+	Limit  int
 }
 
 // InstanceLoadParams says which instance to load and how much of it.

@@ -15,7 +15,7 @@ import (
 	"github.com/weftworks/weft/engine"
 	"github.com/weftworks/weft/examples/quickstart"
 	"github.com/weftworks/weft/store"
-	"github.com/weftworks/weft/store/sqlite"
+	"github.com/weftworks/weft/store/storeurl"
 )
 
 type demoFlags struct {
@@ -27,15 +27,17 @@ func newDemo(stdout, stderr io.Writer) *cobra.Command {
 	var f demoFlags
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the file inventory workflow on an embedded SQLite database",
+		Short: "Run the file inventory workflow on an embedded SQLite database (or PostgreSQL)",
 		Long: "demo registers the inventory workflow, runs one instance of it over a folder " +
-			"with Go handlers on an embedded SQLite file, and prints the result.",
+			"with Go handlers on an embedded SQLite file (or the database --db names), " +
+			"and prints the result.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd, f, stdout, stderr)
 		},
 	}
-	cmd.Flags().StringVar(&f.db, "db", "weft-demo.db", "SQLite database file")
+	cmd.Flags().StringVar(&f.db, "db", "weft-demo.db",
+		"database: an SQLite file path, or a sqlite://, file: or postgres:// URL")
 	cmd.Flags().StringVar(&f.dir, "dir", "examples", "folder whose files the workflow measures")
 
 	return cmd
@@ -47,7 +49,7 @@ func runDemo(cmd *cobra.Command, f demoFlags, stdout, stderr io.Writer) error {
 		return fmt.Errorf("reading --dir: %w", err)
 	}
 
-	st, err := sqlite.Open(ctx, f.db)
+	st, err := storeurl.Open(ctx, f.db, storeurl.Options{})
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", f.db, err)
 	}

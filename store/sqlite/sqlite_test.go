@@ -144,3 +144,11 @@ func openInOtherProcess(t *testing.T, path string) (int, string) {
 
 	return 0, string(out)
 }
+
+func TestNodes(t *testing.T) {
+	storetest.Nodes(t, func(t *testing.T) (store.Store, store.Store) {
+		s := openTemp(t)
+
+		return s, s
+	})
+}

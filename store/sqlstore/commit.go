@@ -5,7 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
 	"sync"
+
+	"github.com/weftworks/weft/store"
 )
 
 // errClosed answers writes submitted after Close.
@@ -15,28 +20,49 @@ var errClosed = errors.New("store closed")
 // own savepoint, and any error it returns rolls back only its own work.
 type writeFunc func(ctx context.Context, w *writer) error
 
+// errDeferred marks an op that lost a deadlock to another node's
+// transaction: its savepoint was rolled back and it runs again in the
+// next batch, once this one has committed and freed its locks.
+var errDeferred = errors.New("deferred to the next batch")
+
 // op is a write waiting for the committer.
 type op struct {
 	ctx        context.Context
 	fn         writeFunc
 	transition bool
-	done       chan error
+	// key is the id of the instance whose row the op locks first, if
+	// any; where the database locks rows, a batch runs its ops in key
+	// order, so that two nodes' batches take instance locks in the same
+	// order.
+	key   string
+	tries int
+	done  chan error
 }
 
-// counts are what a write or a batch adds to the store's counters.
+// counts are what a write or a batch adds to the store's counters, and
+// the notices it sends.
 type counts struct {
 	transitions int64
 	rows        int64
 	bytes       int64
+	instances   bool
+	tasks       bool
 }
 
 func (c *counts) add(o counts) {
 	c.transitions += o.transitions
 	c.rows += o.rows
 	c.bytes += o.bytes
+	c.instances = c.instances || o.instances
+	c.tasks = c.tasks || o.tasks
 }
 
-// committer is the single goroutine that commits every write.
+// maxRetries bounds how often a write that lost a deadlock or a
+// serialization check against another node runs again.
+const maxRetries = 5
+
+// committer is a goroutine that commits writes on its own connection. A
+// Store has one per writer (Config.Writers); SQLite's has one.
 type committer struct {
 	s   *Store
 	max int
@@ -143,8 +169,13 @@ func (c *committer) stop() bool {
 	return true
 }
 
-// apply runs a batch in one transaction and answers each op.
+// apply runs a batch in one transaction and answers each op, but for
+// those deferred to the next batch.
 func (c *committer) apply(batch []*op) {
+	if c.s.dialect.ForUpdate != "" {
+		slices.SortStableFunc(batch, func(a, b *op) int { return strings.Compare(a.key, b.key) })
+	}
+
 	results := make([]error, len(batch))
 
 	total, err := c.runBatch(context.Background(), batch, results)
@@ -159,16 +190,41 @@ func (c *committer) apply(batch []*op) {
 		c.s.bytes.Add(total.bytes)
 	}
 
+	var deferred []*op
 	for i, o := range batch {
+		if errors.Is(results[i], errDeferred) {
+			o.tries++
+			deferred = append(deferred, o)
+
+			continue
+		}
+
 		o.done <- results[i]
+	}
+
+	if len(deferred) > 0 {
+		c.mu.Lock()
+		c.queue = append(deferred, c.queue...)
+		c.mu.Unlock()
 	}
 }
 
-// runBatch runs every op of the batch and commits. It fills results with
-// each op's own error; a returned error means nothing was committed.
-// A batch of one needs no savepoint: its failure rolls back the whole
-// transaction.
+// runBatch runs every op of the batch and commits, running a batch of
+// one again when it lost to another node's transaction.
 func (c *committer) runBatch(ctx context.Context, batch []*op, results []error) (counts, error) {
+	for try := 0; ; try++ {
+		total, err := c.runBatchOnce(ctx, batch, results)
+		if err != nil || len(batch) > 1 || !retryable(results[0]) || try == maxRetries {
+			return total, err
+		}
+	}
+}
+
+// runBatchOnce runs every op of the batch and commits. It fills results
+// with each op's own error; a returned error means nothing was
+// committed. A batch of one needs no savepoint: its failure rolls back
+// the whole transaction.
+func (c *committer) runBatchOnce(ctx context.Context, batch []*op, results []error) (counts, error) {
 	if err := c.begin(ctx); err != nil {
 		return counts{}, fmt.Errorf("beginning write batch: %w", err)
 	}
@@ -193,6 +249,10 @@ func (c *committer) runBatch(ctx context.Context, batch []*op, results []error) 
 		}
 
 		return counts{}, nil
+	}
+
+	if err := c.notify(ctx, total); err != nil {
+		return counts{}, fmt.Errorf("notifying other nodes: %w", err)
 	}
 
 	if err := c.execConn(ctx, "COMMIT"); err != nil {
@@ -223,6 +283,10 @@ func (c *committer) runOp(ctx context.Context, o *op, savepoint bool) (n counts,
 	if savepoint && opErr != nil {
 		if err := c.execConn(ctx, "ROLLBACK TO SAVEPOINT op"); err != nil {
 			return counts{}, nil, fmt.Errorf("rolling back savepoint: %w", err)
+		}
+
+		if retryable(opErr) && o.tries < maxRetries {
+			opErr = errDeferred
 		}
 	}
 
@@ -264,6 +328,68 @@ func (c *committer) execConn(ctx context.Context, query string) error {
 	return err
 }
 
+// retryable reports whether err is the database refusing a write because
+// of a concurrent transaction (a deadlock or a serialization failure),
+// which the same write may pass when run again.
+func retryable(err error) bool {
+	var coded interface{ SQLState() string }
+	if !errors.As(err, &coded) {
+		return false
+	}
+
+	switch coded.SQLState() {
+	case "40001", "40P01":
+		return true
+	}
+
+	return false
+}
+
+// notify sends, inside the batch's transaction, a notice for each kind
+// of work the batch made ready; the database delivers them at commit.
+func (c *committer) notify(ctx context.Context, total counts) error {
+	s := c.s
+	if s.dialect.Notify == "" || s.channel == "" {
+		return nil
+	}
+
+	for _, n := range []struct {
+		set  bool
+		kind store.Notice
+	}{{total.instances, store.NoticeInstances}, {total.tasks, store.NoticeTasks}} {
+		if !n.set {
+			continue
+		}
+
+		stmt, err := c.stmt(ctx, s.dialect.Notify)
+		if err != nil {
+			return err
+		}
+
+		if _, err := stmt.ExecContext(ctx, s.channel, NoticePayload(n.kind, s.sender)); err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+// NoticePayload is the text a notice of kind from sender is sent as.
+func NoticePayload(kind store.Notice, sender string) string {
+	return string(kind) + ":" + sender
+}
+
+// ParseNotice reads a notice's payload; ok is false when it is not one.
+func ParseNotice(payload string) (kind store.Notice, sender string, ok bool) {
+	k, sender, found := strings.Cut(payload, ":")
+	kind = store.Notice(k)
+	if !found || (kind != store.NoticeInstances && kind != store.NoticeTasks) {
+		return "", "", false
+	}
+
+	return kind, sender, true
+}
+
 // reset abandons a failed batch: it rolls back whatever is left of the
 // transaction and gives the connection back, so the next batch starts
 // on a fresh one.
@@ -288,28 +414,62 @@ func (c *committer) release() {
 	c.conn = nil
 }
 
+// committerFor picks the committer of an op: by the hash of its
+// instance key, so that the writes of one instance queue behind each
+// other on one connection, or in turn for the writes without one.
+func (s *Store) committerFor(key string) *committer {
+	if len(s.committers) == 1 {
+		return s.committers[0]
+	}
+
+	if key == "" {
+		return s.committers[s.next.Add(1)%uint64(len(s.committers))]
+	}
+
+	h := fnv.New32a()
+	h.Write([]byte(key))
+
+	return s.committers[h.Sum32()%uint32(len(s.committers))]
+}
+
 // write runs fn through the committer and returns its result once the
 // batch holding it has committed.
 func (s *Store) write(ctx context.Context, fn writeFunc) error {
-	return s.writeAll(ctx, false, fn)[0]
+	return s.writeAll(ctx, false, nil, fn)[0]
 }
 
-// writeAll queues one op per fn so that they may share a commit, and
-// waits for all of them.
-func (s *Store) writeAll(ctx context.Context, transition bool, fns ...writeFunc) []error {
+// writeInstance is write for an fn that locks the instance id first.
+func (s *Store) writeInstance(ctx context.Context, id string, fn writeFunc) error {
+	return s.writeAll(ctx, false, []string{id}, fn)[0]
+}
+
+// writeAll queues one op per fn, with the instance key of the same
+// index when keys has one, so that they may share a commit, and waits
+// for all of them.
+func (s *Store) writeAll(ctx context.Context, transition bool, keys []string, fns ...writeFunc) []error {
 	ops := make([]*op, len(fns))
 	for i, fn := range fns {
 		ops[i] = &op{ctx: ctx, fn: fn, transition: transition, done: make(chan error, 1)}
+		if i < len(keys) {
+			ops[i].key = keys[i]
+		}
+	}
+
+	groups := make(map[*committer][]*op, 1)
+	for _, o := range ops {
+		c := s.committerFor(o.key)
+		groups[c] = append(groups[c], o)
+	}
+
+	for c, group := range groups {
+		if err := c.submit(group...); err != nil {
+			for _, o := range group {
+				o.done <- err
+			}
+		}
 	}
 
 	errs := make([]error, len(fns))
-	if err := s.commit.submit(ops...); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-
-		return errs
-	}
 
 	for i, o := range ops {
 		select {

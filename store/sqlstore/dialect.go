@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,6 +26,27 @@ type Dialect struct {
 	// SkipLocked is appended to the selects that claim rows, so that
 	// several nodes claim without waiting on each other.
 	SkipLocked string
+	// ForUpdate is appended to the selects inside a write that read a row
+	// before changing it, so that a writer on another node waits instead
+	// of reading a version about to change. SQLite has one writer and
+	// needs none.
+	ForUpdate string
+	// LockKey, when set, is a statement taking a transaction-scoped lock
+	// on the text of its one placeholder. Publishing an event and adding
+	// a subscription take the lock of the event's name and key, so that
+	// two nodes cannot each miss the other's uncommitted row.
+	LockKey string
+	// Notify, when set, is a statement that sends its second placeholder
+	// on the channel named by the first when the transaction commits.
+	Notify string
+	// MigrateLock and MigrateUnlock, when set, take and free a session
+	// lock around migrations, so that nodes starting together migrate
+	// one after the other.
+	MigrateLock   string
+	MigrateUnlock string
+	// LoadIsolation is the isolation of the read transaction that loads
+	// an instance, so that its rows come from one snapshot.
+	LoadIsolation sql.IsolationLevel
 	// JSONEqual returns an expression true when the JSON value at the path
 	// of the first placeholder in the column equals the JSON text of the
 	// second placeholder.
@@ -60,6 +82,14 @@ var Postgres = &Dialect{
 	Begin:      "BEGIN",
 	Now:        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
 	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	ForUpdate:  " FOR UPDATE",
+	LockKey:    "SELECT pg_advisory_xact_lock(hashtext(?))",
+	Notify:     "SELECT pg_notify(?, ?)",
+
+	MigrateLock:   "SELECT pg_advisory_lock(hashtext('weft migrations ' || current_schema()))",
+	MigrateUnlock: "SELECT pg_advisory_unlock(hashtext('weft migrations ' || current_schema()))",
+
+	LoadIsolation: sql.LevelRepeatableRead,
 	JSONEqual: func(column string) string {
 		return "(" + column + ")::jsonb #> ?::text[] = ?::jsonb"
 	},

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/weftworks/weft/store"
@@ -115,6 +116,10 @@ func (s *Store) EventSweep(ctx context.Context, now time.Time) (int, error) {
 // deliverEvent delivers e to each matching subscription, by creation
 // then instance and pointer, and marks it matched.
 func (w *writer) deliverEvent(ctx context.Context, e store.Event, now time.Time) (int, error) {
+	if err := w.lock(ctx, eventLockKey(e.Name, e.Key)); err != nil {
+		return 0, err
+	}
+
 	query := `SELECT ` + subscriptionColumns + ` FROM event_subscriptions
 		WHERE name = ? AND key = ? AND as_of <= ?`
 	args := []any{e.Name, e.Key, ms(e.Time)}
@@ -200,6 +205,10 @@ func (w *writer) addSubscriptions(
 			sub.CreatedAt = now
 		}
 
+		if err := w.lock(ctx, eventLockKey(sub.Name, sub.Key)); err != nil {
+			return err
+		}
+
 		_, err := w.exec(ctx, `INSERT INTO event_subscriptions (`+subscriptionColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (instance_id, pointer_id) DO UPDATE SET name = excluded.name,
@@ -268,4 +277,10 @@ func (s *Store) SubscriptionList(ctx context.Context, instanceID string) ([]stor
 	}
 
 	return subs, nil
+}
+
+// eventLockKey is the lock key of an event name and key; the length
+// prefix keeps ("a/b", "c") and ("a", "b/c") apart.
+func eventLockKey(name, key string) string {
+	return strconv.Itoa(len(name)) + ":" + name + "/" + key
 }

@@ -157,6 +157,8 @@ func (w *writer) insertInstance(ctx context.Context, inst store.Instance, p stor
 		return fmt.Errorf("instance %s: %w", inst.ID, store.ErrAlreadyExists)
 	}
 
+	w.readyInstances()
+
 	for _, st := range p.Steps {
 		if err := w.insertStep(ctx, inst.ID, st, p.Now); err != nil {
 			return err

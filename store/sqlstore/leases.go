@@ -60,7 +60,7 @@ func (s *Store) InstanceLease(
 	now := s.dialect.Now
 
 	var inst store.Instance
-	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+	err := s.writeInstance(ctx, id, func(ctx context.Context, w *writer) error {
 		var err error
 		inst, err = scanInstance(w.queryRow(ctx, `UPDATE workflow_instances SET lease_owner = ?,
 			lease_epoch = lease_epoch + 1, lease_expires = `+now+` + ?

@@ -43,7 +43,9 @@ const activeSteps = `WITH RECURSIVE seed(id) AS (
 // instance is paused only timers that fire while paused count as due.
 // With All it returns every non-final step instead.
 func (s *Store) InstanceLoad(ctx context.Context, p store.InstanceLoadParams) (store.Loaded, error) {
-	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{
+		ReadOnly: true, Isolation: s.dialect.LoadIsolation,
+	})
 	if err != nil {
 		return store.Loaded{}, fmt.Errorf("loading instance %s: %w", p.InstanceID, err)
 	}

@@ -30,7 +30,7 @@ const (
 // having work, deletes its task rows and wakes the instance.
 func (s *Store) StepReport(ctx context.Context, p store.StepReportParams) (store.ReportResult, error) {
 	var res store.ReportResult
-	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+	err := s.writeInstance(ctx, p.InstanceID, func(ctx context.Context, w *writer) error {
 		var err error
 		res, err = w.report(ctx, p)
 
@@ -164,20 +164,27 @@ func (w *writer) storeReport(ctx context.Context, instanceID string, pointer int
 // wake counts an input for the instance and makes it due now, unless
 // it is final.
 func (w *writer) wake(ctx context.Context, instanceID string, now time.Time) error {
-	_, err := w.exec(ctx, `UPDATE workflow_instances SET wake = wake + 1, due_at = ?
+	n, err := w.exec(ctx, `UPDATE workflow_instances SET wake = wake + 1, due_at = ?
 		WHERE id = ? AND status NOT IN `+finalStatuses, ms(now), instanceID)
 	if err != nil {
 		return fmt.Errorf("waking instance: %w", err)
 	}
 
+	if n > 0 {
+		w.readyInstances()
+	}
+
 	return nil
 }
 
-// instanceStatus reads an instance's status; ErrNotFound when there is
-// no such instance.
+// instanceStatus reads an instance's status, locking its row where the
+// dialect locks (so every write that touches an instance takes the
+// instance's row first, and two writers meet there rather than deadlock
+// further on); ErrNotFound when there is no such instance.
 func (w *writer) instanceStatus(ctx context.Context, id string) (store.InstanceStatus, error) {
 	var status store.InstanceStatus
-	err := w.queryRow(ctx, `SELECT status FROM workflow_instances WHERE id = ?`, id).Scan(&status)
+	err := w.queryRow(ctx, `SELECT status FROM workflow_instances WHERE id = ?`+
+		w.s.dialect.ForUpdate, id).Scan(&status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("instance %s: %w", id, store.ErrNotFound)
 	}
@@ -193,7 +200,7 @@ func (w *writer) instanceStatus(ctx context.Context, id string) (store.InstanceS
 // without a heartbeat limit, or none at all, has nothing to move.
 func (s *Store) StepHeartbeat(ctx context.Context, p store.StepHeartbeatParams) (store.ReportResult, error) {
 	var res store.ReportResult
-	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+	err := s.writeInstance(ctx, p.InstanceID, func(ctx context.Context, w *writer) error {
 		var err error
 		res, err = w.heartbeat(ctx, p)
 

@@ -3,11 +3,14 @@
 // (placeholders, the database clock, row locking, JSON paths, the schema's
 // column types) lives in a Dialect; the Go logic is shared.
 //
-// Writes go through one committer goroutine that packs the writes waiting
-// at that moment into a single database transaction (group commit). Each
-// write runs inside its own savepoint, so one that fails (a lost lease, a
-// conflict) is rolled back alone; every caller learns its result only
-// after the commit. Reads go straight to the read pool.
+// Writes go through a committer goroutine (one by default; PostgreSQL
+// runs several, each instance's writes always on the same one) that
+// packs the writes waiting at that moment into a single database
+// transaction (group commit). Each write runs inside its own savepoint,
+// so one that fails (a lost lease, a conflict) is rolled back alone, and
+// one that lost a deadlock to another node runs again in the next
+// batch; every caller learns its result only after the commit. Reads go
+// straight to the read pool.
 //
 // Times are stored as unix milliseconds and JSON as TEXT, byte for byte.
 package sqlstore
@@ -36,16 +39,31 @@ type Config struct {
 	// MaxBatch bounds how many writes share one commit (default
 	// DefaultMaxBatch).
 	MaxBatch int
+	// Writers is how many committers run at once, each on its own
+	// connection of Writer and each packing its own batches (default 1,
+	// the only sensible value for SQLite). The writes of one instance
+	// always go to the same committer.
+	Writers int
+	// Channel, with a dialect that can notify, is the channel each
+	// commit that made an instance runnable or a task claimable sends a
+	// Notice on, for the other nodes; empty sends nothing.
+	Channel string
+	// Sender names this store in the notices it sends, so that it can
+	// tell its own apart.
+	Sender string
 }
 
 // Store is a store.Store on database/sql. Close it to stop its committer
 // and release both database handles.
 type Store struct {
-	writer  *sql.DB
-	reader  *sql.DB
-	dialect *Dialect
-	commit  *committer
-	reads   readCache
+	writer     *sql.DB
+	reader     *sql.DB
+	dialect    *Dialect
+	channel    string
+	sender     string
+	committers []*committer
+	next       atomic.Uint64
+	reads      readCache
 
 	commits     atomic.Int64
 	transitions atomic.Int64
@@ -70,9 +88,15 @@ func New(cfg Config) (*Store, error) {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
 
-	s := &Store{writer: cfg.Writer, reader: cfg.Reader, dialect: cfg.Dialect}
-	s.commit = newCommitter(s, cfg.MaxBatch)
-	go s.commit.run()
+	s := &Store{
+		writer: cfg.Writer, reader: cfg.Reader, dialect: cfg.Dialect,
+		channel: cfg.Channel, sender: cfg.Sender,
+	}
+	for range max(cfg.Writers, 1) {
+		c := newCommitter(s, cfg.MaxBatch)
+		s.committers = append(s.committers, c)
+		go c.run()
+	}
 
 	return s, nil
 }
@@ -91,7 +115,12 @@ func (s *Store) Stats() store.Stats {
 // Close finishes the writes already queued, stops the committer and
 // closes the database handles. Writes submitted afterwards fail.
 func (s *Store) Close() error {
-	if !s.commit.stop() {
+	first := false
+	for _, c := range s.committers {
+		first = c.stop() || first
+	}
+
+	if !first {
 		return nil
 	}
 

@@ -169,10 +169,11 @@ func (w *writer) updateStep(ctx context.Context, instanceID string, st store.Ste
 	return nil
 }
 
-// getStep reads one pointer inside the write transaction.
+// getStep reads one pointer inside the write transaction, locking its
+// row where the dialect locks: the caller changes it next.
 func (w *writer) getStep(ctx context.Context, instanceID string, id int64) (store.Step, error) {
 	st, err := scanStep(w.queryRow(ctx, `SELECT `+stepColumns+` FROM workflow_steps
-		WHERE instance_id = ? AND id = ?`, instanceID, id))
+		WHERE instance_id = ? AND id = ?`+w.s.dialect.ForUpdate, instanceID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Step{}, fmt.Errorf("step %d: %w", id, store.ErrNotFound)
 	}

@@ -54,6 +54,7 @@ func (w *writer) insertTasks(ctx context.Context, instanceID string, tasks []sto
 		}
 
 		w.wrote(1, args)
+		w.readyTasks()
 	}
 
 	return nil
@@ -264,6 +265,8 @@ func (s *Store) TaskRelease(ctx context.Context, worker string, id int64, visibl
 		if err == nil && n == 0 {
 			err = store.ErrNotFound
 		}
+
+		w.readyTasks()
 
 		return err
 	})

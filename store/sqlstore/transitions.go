@@ -17,13 +17,15 @@ import (
 // Seq and (when zero) At, and each added task's ID.
 func (s *Store) TransitionApply(ctx context.Context, ts []*store.Transition) []error {
 	fns := make([]writeFunc, len(ts))
+	keys := make([]string, len(ts))
 	for i, t := range ts {
+		keys[i] = t.InstanceID
 		fns[i] = func(ctx context.Context, w *writer) error {
 			return w.applyTransition(ctx, t)
 		}
 	}
 
-	errs := s.writeAll(ctx, true, fns...)
+	errs := s.writeAll(ctx, true, keys, fns...)
 	for i, err := range errs {
 		if err != nil {
 			errs[i] = fmt.Errorf("applying transition to instance %s: %w", ts[i].InstanceID, err)
@@ -45,10 +47,19 @@ func (w *writer) applyTransition(ctx context.Context, t *store.Transition) error
 	// A large transition checks its lease before the bulk of its writes:
 	// from then on the write transaction holds the instance (SQLite's
 	// single writer, PostgreSQL's row lock), so the lease cannot run out
-	// from under it while its rows are written.
+	// from under it while its rows are written. Where rows are locked,
+	// every transition takes the instance's row before the timers', as
+	// reports and heartbeats do, so that they wait for each other instead
+	// of deadlocking.
 	locked := len(t.TimersAdd)+len(t.TimersDelete)+len(t.Steps) > largeTransition
-	if locked {
+	switch {
+	case locked:
 		if err := w.lockInstance(ctx, t); err != nil {
+			return err
+		}
+	case w.s.dialect.ForUpdate != "":
+		_, err := w.instanceStatus(ctx, t.InstanceID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}
@@ -180,13 +191,15 @@ func (w *writer) fenceInstance(ctx context.Context, t *store.Transition, locked 
 		expiry = ``
 	}
 
-	var last int64
+	var last, dueAt int64
+	var hasDue bool
 	err := w.queryRow(ctx, `UPDATE workflow_instances SET status = ?, reason = ?, data = ?,
 		output = ?, error = ?, state = ?, next_pointer = ?, ended_at = ?, updated_at = ?,
 		last_seq = last_seq + ?,
 		due_at = CASE WHEN wake <> ? THEN CAST(? AS BIGINT) ELSE `+due+` END, `+lease+`
 		WHERE id = ? AND lease_owner = ? AND lease_epoch = ?`+expiry+`
-		RETURNING last_seq`, args...).Scan(&last)
+		RETURNING last_seq, COALESCE(due_at, 0), due_at IS NOT NULL`,
+		args...).Scan(&last, &dueAt, boolCol{&hasDue})
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("owner %q epoch %d: %w", t.Owner, t.Epoch, store.ErrLeaseLost)
 	}
@@ -196,6 +209,9 @@ func (w *writer) fenceInstance(ctx context.Context, t *store.Transition, locked 
 	}
 
 	w.wrote(1, args[:6])
+	if hasDue && dueAt <= ms(t.Now) && !t.KeepLease {
+		w.readyInstances()
+	}
 
 	return last, nil
 }

@@ -81,6 +81,36 @@ func (r errRow) Scan(...any) error {
 	return r.err
 }
 
+// readyInstances records that the write made an instance runnable, so
+// that the commit notifies the other nodes.
+func (w *writer) readyInstances() {
+	w.n.instances = true
+}
+
+// readyTasks records that the write made a task claimable.
+func (w *writer) readyTasks() {
+	w.n.tasks = true
+}
+
+// lock takes the dialect's transaction-scoped lock on key, when it has
+// one.
+func (w *writer) lock(ctx context.Context, key string) error {
+	if w.s.dialect.LockKey == "" {
+		return nil
+	}
+
+	stmt, err := w.c.stmt(ctx, w.s.dialect.LockKey)
+	if err == nil {
+		_, err = stmt.ExecContext(ctx, key)
+	}
+
+	if err != nil {
+		return fmt.Errorf("locking %q: %w", key, err)
+	}
+
+	return nil
+}
+
 // wrote counts n rows written with args: the bytes are those of the text
 // values bound, counted once per statement that changed something.
 func (w *writer) wrote(n int64, args []any) {

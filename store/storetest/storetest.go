@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit", Audit},
 		{"GroupCommit", GroupCommit},
 		{"Stats", Stats},
+		{"Purge", Purge},
 	}
 	for _, s := range suites {
 		t.Run(s.name, func(t *testing.T) {

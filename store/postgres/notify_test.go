@@ -1,0 +1,110 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/postgres"
+	"github.com/weftworks/weft/store/postgres/pgtest"
+)
+
+// drain empties ch of the notices already there.
+func drain(ch <-chan store.Notice) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+// expect waits for a notice of kind on ch.
+func expect(t *testing.T, ch <-chan store.Notice, kind store.Notice) {
+	t.Helper()
+
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case n, ok := <-ch:
+			if !ok {
+				t.Fatalf("notices closed while waiting for %s", kind)
+			}
+
+			if n == kind {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s notice within 10s", kind)
+		}
+	}
+}
+
+// TestNoticesCrossNodes: a commit on one node that makes an instance
+// runnable or a task claimable reaches another node as a notice, also
+// after the listener's connection was killed and came back.
+func TestNoticesCrossNodes(t *testing.T) {
+	url, schema := pgtest.Schema(t)
+	a := pgtest.OpenSchema(t, url, schema)
+	b := pgtest.OpenSchema(t, url, schema)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	notices := b.Notifications(ctx)
+	expect(t, notices, store.NoticeTasks)
+	drain(notices)
+
+	now := time.Now()
+	create := func(id string) {
+		t.Helper()
+
+		_, _, err := a.InstanceCreate(ctx, store.InstanceCreateParams{
+			Instance: store.Instance{
+				ID: id, DefinitionName: "d", DefinitionVersion: 1, Status: store.InstanceRunning,
+			},
+			Now: now,
+		})
+		if err != nil {
+			t.Fatalf("creating instance: %v", err)
+		}
+	}
+
+	create("first")
+	expect(t, notices, store.NoticeInstances)
+
+	terminateListener(t, url, postgres.Channel(schema))
+	expect(t, notices, store.NoticeInstances)
+	drain(notices)
+
+	create("second")
+	expect(t, notices, store.NoticeInstances)
+
+	cancel()
+	for open := true; open; {
+		_, open = <-notices
+	}
+}
+
+// terminateListener kills the server process of the connection that
+// LISTENs on channel, as a database restart or a network cut would.
+func terminateListener(t *testing.T, url, channel string) {
+	t.Helper()
+
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	defer conn.Close(t.Context())
+
+	listen := "LISTEN " + pgx.Identifier{channel}.Sanitize()
+	var killed int
+	err = conn.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid))
+		FROM pg_stat_activity WHERE query = $1`, listen).Scan(&killed)
+	if err != nil || killed == 0 {
+		t.Fatalf("terminating the listener: %d killed, error %v", killed, err)
+	}
+}
