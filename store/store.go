@@ -31,6 +31,8 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrLocked means another process holds the database (SQLite).
 	ErrLocked = errors.New("database locked by another process")
+	// ErrInvalidPageToken means a page token was not made by this store.
+	ErrInvalidPageToken = errors.New("invalid page token")
 )
 
 // InstanceStatus is the state of a workflow instance.
@@ -432,6 +434,20 @@ type Store interface {
 	Stats() Stats
 	// Close releases the database.
 	Close() error
+}
+
+// FeedReader is implemented by stores that can list the audit rows of
+// every instance in commit order, for the lifecycle feed.
+type FeedReader interface {
+	// AuditFeed lists up to limit audit rows of any instance after feed
+	// position after, in commit order. Positions only grow.
+	AuditFeed(ctx context.Context, after int64, limit int) ([]FeedEvent, error)
+}
+
+// FeedEvent is an audit row with its place in the lifecycle feed.
+type FeedEvent struct {
+	Position int64
+	Event    AuditEvent
 }
 
 // InstanceCreateParams holds a new instance and what starts with it.

@@ -36,7 +36,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newDemo(stdout, stderr))
+	root.AddCommand(newDemo(stdout, stderr), newServe(stderr))
 
 	return root
 }
