@@ -45,10 +45,11 @@ func invalidField(field, format string, args ...any) error {
 }
 
 // onField ties an engine or store error to the field it is about; nil
-// stays nil.
+// stays nil, and so does an engine refusal that names its own field.
 func onField(field string, err error) error {
-	if err == nil {
-		return nil
+	var verr *definition.ValidationError
+	if err == nil || errors.Is(err, engine.ErrInvalid) && !errors.As(err, &verr) {
+		return err
 	}
 
 	return &fieldError{field: field, err: err}
