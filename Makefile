@@ -5,7 +5,7 @@ PKGS ?= ./...
 .PHONY: help demo test test-race generate check-generated verify lint bench fuzz
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-16s %s\n", $$1, $$2}'
 
 demo: ## Run the inventory workflow on an embedded SQLite file.
 	$(GO) run ./cmd/weft demo

@@ -29,19 +29,21 @@ var (
 const retryHint = time.Second
 
 // fieldError ties an error to the request field it is about, so the
-// status names the field.
+// status names the field. A refusal of the field itself carries
+// engine.ErrInvalid as its sentinel.
 type fieldError struct {
-	field string
-	err   error
+	field    string
+	err      error
+	sentinel error
 }
 
 func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
 
-func (e *fieldError) Unwrap() error { return e.err }
+func (e *fieldError) Unwrap() []error { return []error{e.err, e.sentinel} }
 
 // invalidField refuses a request field.
 func invalidField(field, format string, args ...any) error {
-	return &fieldError{field: field, err: fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), engine.ErrInvalid)}
+	return &fieldError{field: field, err: fmt.Errorf(format, args...), sentinel: engine.ErrInvalid}
 }
 
 // onField ties an engine or store error to the field it is about; nil
