@@ -23,6 +23,8 @@ var (
 	errOverloaded = errors.New("server overloaded")
 	// errNotInEngine answers a command this build's engine cannot do yet.
 	errNotInEngine = errors.New("not supported by this engine")
+	// errNoStep answers a report for a pointer the instance does not have.
+	errNoStep = fmt.Errorf("no such step: %w", store.ErrNotFound)
 )
 
 // retryHint is the backoff a refused caller is told to wait.
@@ -71,7 +73,11 @@ func (s *Server) status(method string, err error) error {
 		return status.Error(codes.Internal, "internal error; the server log has the details")
 	}
 
-	s.log.Debug("request refused", keyMethod, method, keyCode, st.Code().String(), keyErr, err)
+	if c := st.Code(); c == codes.Unauthenticated || c == codes.PermissionDenied {
+		s.log.Warn("request refused", keyMethod, method, keyCode, c.String(), keyErr, err)
+	} else {
+		s.log.Debug("request refused", keyMethod, method, keyCode, c.String(), keyErr, err)
+	}
 
 	return st.Err()
 }
@@ -106,6 +112,10 @@ func classify(err error) *status.Status {
 	case errors.Is(err, engine.ErrBusy), errors.Is(err, store.ErrLocked):
 		return withDetails(codes.Unavailable, err.Error(),
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)})
+	case errors.Is(err, errUnauthenticated):
+		return status.New(codes.Unauthenticated, err.Error())
+	case errors.Is(err, errPermissionDenied):
+		return status.New(codes.PermissionDenied, err.Error())
 	case errors.Is(err, errNotInEngine):
 		return status.New(codes.Unimplemented, err.Error())
 	}

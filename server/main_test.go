@@ -70,8 +70,15 @@ type serveProc struct {
 // ends.
 func startServe(t *testing.T, args ...string) *serveProc {
 	t.Helper()
+	return startServeArgs(t, append([]string{"--insecure"}, args...)...)
+}
+
+// startServeArgs is startServe without the implied --insecure; the
+// clients it dials are plaintext.
+func startServeArgs(t *testing.T, args ...string) *serveProc {
+	t.Helper()
 	db := filepath.Join(t.TempDir(), "weft.db")
-	base := []string{"serve", "--insecure", "--listen", "127.0.0.1:0", "--database", db,
+	base := []string{"serve", "--listen", "127.0.0.1:0", "--database", db,
 		"--log-format", "json", "--poll-interval", "50ms", "--cancel-grace", "10s"}
 	p := &serveProc{db: db, done: make(chan struct{})}
 	p.cmd = exec.Command(weftBinary, append(base, args...)...)

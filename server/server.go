@@ -42,6 +42,9 @@ type Options struct {
 	// PollInterval bounds the sleep between looks at the database of a
 	// long poll or a watch stream; default 200ms.
 	PollInterval time.Duration
+	// Auth authenticates and authorizes every weft.v1 call; nil serves
+	// everyone everything (the insecure mode).
+	Auth *Auth
 }
 
 func (o *Options) fill() {
@@ -125,6 +128,12 @@ func (s *Server) unaryInterceptor(
 	}
 	defer release()
 
+	if s.opts.Auth != nil {
+		if ctx, err = s.opts.Auth.authorize(ctx, info.FullMethod); err != nil {
+			return nil, s.status(info.FullMethod, err)
+		}
+	}
+
 	resp, err := h(ctx, req)
 	if err != nil {
 		return nil, s.status(info.FullMethod, err)
@@ -136,12 +145,28 @@ func (s *Server) unaryInterceptor(
 func (s *Server) streamInterceptor(
 	srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler,
 ) error {
+	if s.opts.Auth != nil {
+		ctx, err := s.opts.Auth.authorize(ss.Context(), info.FullMethod)
+		if err != nil {
+			return s.status(info.FullMethod, err)
+		}
+		ss = &authedStream{ServerStream: ss, ctx: ctx}
+	}
+
 	if err := h(srv, ss); err != nil {
 		return s.status(info.FullMethod, err)
 	}
 
 	return nil
 }
+
+// authedStream is a server stream whose context carries the caller.
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (a *authedStream) Context() context.Context { return a.ctx }
 
 // acquire takes a slot for one call, or refuses it with errOverloaded.
 func (s *Server) acquire() (func(), error) {

@@ -32,12 +32,16 @@ func (x *stepService) PollTasks(
 	if err != nil {
 		return nil, err
 	}
+	if err := mayServe(ctx, req.GetService()); err != nil {
+		return nil, err
+	}
 
+	worker := workerName(ctx, req.GetWorker())
 	deadline := time.Now().Add(wait)
 	for delay := time.Duration(0); ; delay = x.s.backoff(delay) {
 		now := time.Now()
 		tasks, err := x.s.store.TaskClaim(ctx, store.TaskClaimParams{
-			Worker: req.GetWorker(), Services: []string{req.GetService()}, Limit: limit,
+			Worker: worker, Services: []string{req.GetService()}, Limit: limit,
 			LeaseTTL: x.s.opts.TaskClaimTTL, Now: now,
 		})
 		if err != nil {
@@ -59,6 +63,17 @@ func (x *stepService) PollTasks(
 			return &weftv1.PollTasksResponse{}, ctx.Err()
 		}
 	}
+}
+
+// workerName is the name claims are held under: the worker's own, after
+// its identity's when the server authenticates, so that no identity can
+// renew another's claims.
+func workerName(ctx context.Context, worker string) string {
+	if id, ok := identityOf(ctx); ok {
+		return id.Name + "/" + worker
+	}
+
+	return worker
 }
 
 func checkPoll(req *weftv1.PollTasksRequest) (int, time.Duration, error) {
@@ -105,6 +120,9 @@ func (x *stepService) CompleteTask(
 	if err := checkRef(req.GetTask()); err != nil {
 		return nil, err
 	}
+	if err := x.s.mayReport(ctx, req.GetTask()); err != nil {
+		return nil, err
+	}
 
 	output, err := x.s.payload("output", req.GetOutput())
 	if errors.Is(err, engine.ErrInvalid) && len(req.GetOutput()) > x.s.opts.MaxPayloadBytes {
@@ -145,6 +163,9 @@ func (x *stepService) FailTask(
 	ctx context.Context, req *weftv1.FailTaskRequest,
 ) (*weftv1.FailTaskResponse, error) {
 	if err := checkRef(req.GetTask()); err != nil {
+		return nil, err
+	}
+	if err := x.s.mayReport(ctx, req.GetTask()); err != nil {
 		return nil, err
 	}
 
@@ -213,6 +234,9 @@ func (x *stepService) HeartbeatTask(
 	if req.GetTaskId() != 0 && req.GetWorker() == "" {
 		return nil, invalidField("worker", "required with task_id")
 	}
+	if err := x.s.mayReport(ctx, ref); err != nil {
+		return nil, err
+	}
 
 	now := time.Now()
 	res, err := x.s.store.StepHeartbeat(ctx, store.StepHeartbeatParams{
@@ -232,7 +256,7 @@ func (x *stepService) HeartbeatTask(
 	}
 	if req.GetTaskId() != 0 {
 		until := now.Add(x.s.opts.TaskClaimTTL)
-		err := x.s.store.TaskExtend(ctx, req.GetWorker(), []int64{req.GetTaskId()}, until)
+		err := x.s.store.TaskExtend(ctx, workerName(ctx, req.GetWorker()), []int64{req.GetTaskId()}, until)
 		if err != nil {
 			return nil, onField("task_id", err)
 		}

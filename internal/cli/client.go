@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -22,9 +24,14 @@ import (
 
 // clientFlags are the flags every client verb shares.
 type clientFlags struct {
-	address string
-	output  string
-	timeout time.Duration
+	address    string
+	output     string
+	timeout    time.Duration
+	token      string
+	tlsCA      string
+	tlsCert    string
+	tlsKey     string
+	serverName string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -33,7 +40,64 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 		"address of the weft server (env WEFT_ADDRESS)")
 	pf.StringVarP(&f.output, "output", "o", "table", "table or json")
 	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long a call may take (not --wait or follow)")
+	pf.StringVar(&f.token, "token", "", "bearer token to call with (env WEFT_TOKEN)")
+	pf.StringVar(&f.tlsCA, "tls-ca", envOr("WEFT_TLS_CA", ""),
+		"PEM CA that signs the server's certificate; turns TLS on (env WEFT_TLS_CA)")
+	pf.StringVar(&f.tlsCert, "tls-cert", envOr("WEFT_TLS_CERT", ""),
+		"PEM client certificate for mTLS (env WEFT_TLS_CERT)")
+	pf.StringVar(&f.tlsKey, "tls-key", envOr("WEFT_TLS_KEY", ""),
+		"PEM private key of --tls-cert (env WEFT_TLS_KEY)")
+	pf.StringVar(&f.serverName, "tls-server-name", "", "name to check the server's certificate for")
 }
+
+// dialOptions are the transport and call credentials the flags ask for.
+func (f *clientFlags) dialOptions() ([]grpc.DialOption, error) {
+	token := f.token
+	if token == "" {
+		token = os.Getenv("WEFT_TOKEN")
+	}
+	if f.tlsCA == "" {
+		if f.tlsCert != "" {
+			return nil, errors.New("--tls-cert needs --tls-ca")
+		}
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if token != "" {
+			opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: token, secure: false}))
+		}
+		return opts, nil
+	}
+
+	pool, err := loadPool(f.tlsCA)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca: %w", err)
+	}
+	cfg := &tls.Config{RootCAs: pool, ServerName: f.serverName, MinVersion: tls.VersionTLS12}
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading --tls-cert: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: token, secure: true}))
+	}
+
+	return opts, nil
+}
+
+// bearer sends a token in the authorization header of every call.
+type bearer struct {
+	token  string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+func (b bearer) RequireTransportSecurity() bool { return b.secure }
 
 func envOr(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
@@ -53,14 +117,18 @@ type client struct {
 	flags *clientFlags
 }
 
-// dial connects to the server; the connection is insecure until weft has
-// TLS.
+// dial connects to the server, over TLS when --tls-ca is set.
 func (f *clientFlags) dial(out io.Writer) (*client, error) {
 	if f.output != "table" && f.output != "json" {
 		return nil, fmt.Errorf("--output: %q is neither table nor json", f.output)
 	}
 
-	conn, err := grpc.NewClient(f.address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts, err := f.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+
+	conn, err := grpc.NewClient(f.address, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to --address %s: %w", f.address, err)
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,6 +36,10 @@ type serveFlags struct {
 	listen          string
 	database        string
 	insecure        bool
+	tlsCert         string
+	tlsKey          string
+	clientCA        string
+	identities      string
 	logLevel        string
 	logFormat       string
 	nodeID          string
@@ -75,7 +78,13 @@ func newServe(stderr io.Writer) *cobra.Command {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7233", "address the gRPC server binds to")
 	fl.StringVar(&f.database, "database", "weft.db", "SQLite database file; created when missing")
 	fl.BoolVar(&f.insecure, "insecure", false,
-		"serve without TLS or authentication (required for now: development only)")
+		"serve without TLS (and without authentication unless --identities): development only")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain of the server")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fl.StringVar(&f.clientCA, "client-ca", "",
+		"PEM CA certificates that sign client certificates (mTLS); needs --tls-cert")
+	fl.StringVar(&f.identities, "identities", "",
+		"YAML file of identities, their roles, services and hashed tokens; turns authentication on")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fl.StringVar(&f.nodeID, "node-id", "", "name of this node in leases and claims (default random)")
@@ -118,11 +127,10 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !f.insecure {
-		return errors.New("serve needs --insecure: TLS and authentication are not built yet")
+	sec, err := loadSecurity(f, log)
+	if err != nil {
+		return err
 	}
-	log.Warn("serving without TLS or authentication: any caller may do anything; " +
-		"use --insecure only for development")
 
 	st, err := sqlite.Open(ctx, f.database)
 	if err != nil {
@@ -147,10 +155,10 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 
 	api := server.New(eng, server.Options{
 		Logger: log, MaxPayloadBytes: f.maxPayloadBytes, MaxInFlight: f.maxInFlight,
-		TaskClaimTTL: f.taskClaimTTL, PollInterval: f.pollInterval,
+		TaskClaimTTL: f.taskClaimTTL, PollInterval: f.pollInterval, Auth: sec.auth,
 	})
 
-	return serveUntilDone(ctx, log, f, lis, api)
+	return serveUntilDone(ctx, log, f, lis, api, sec.creds)
 }
 
 // serveUntilDone serves on lis until ctx ends, then stops gracefully:
@@ -159,9 +167,9 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 // transitions in flight.
 func serveUntilDone(
 	ctx context.Context, log *slog.Logger, f serveFlags, lis net.Listener,
-	api *server.Server,
+	api *server.Server, creds []grpc.ServerOption,
 ) error {
-	g := grpc.NewServer(api.ServerOptions()...)
+	g := grpc.NewServer(append(api.ServerOptions(), creds...)...)
 	api.Register(g)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
