@@ -43,10 +43,10 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	pf.StringVar(&f.token, "token", "", "bearer token to call with (env WEFT_TOKEN)")
 	pf.StringVar(&f.tlsCA, "tls-ca", envOr("WEFT_TLS_CA", ""),
 		"PEM CA that signs the server's certificate; turns TLS on (env WEFT_TLS_CA)")
-	pf.StringVar(&f.tlsCert, "tls-cert", envOr("WEFT_TLS_CERT", ""),
-		"PEM client certificate for mTLS (env WEFT_TLS_CERT)")
-	pf.StringVar(&f.tlsKey, "tls-key", envOr("WEFT_TLS_KEY", ""),
-		"PEM private key of --tls-cert (env WEFT_TLS_KEY)")
+	pf.StringVar(&f.tlsCert, "tls-cert", envOr("WEFT_CLIENT_CERT", ""),
+		"PEM client certificate for mTLS (env WEFT_CLIENT_CERT)")
+	pf.StringVar(&f.tlsKey, "tls-key", envOr("WEFT_CLIENT_KEY", ""),
+		"PEM private key of --tls-cert (env WEFT_CLIENT_KEY)")
 	pf.StringVar(&f.serverName, "tls-server-name", "", "name to check the server's certificate for")
 }
 

@@ -28,6 +28,12 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // loopback port, with Go handlers for the CLI tests' tasks.
 func testServer(t *testing.T, handlers map[string]engine.HandlerFunc) string {
 	t.Helper()
+	return testServerAuth(t, handlers, nil)
+}
+
+// testServerAuth is testServer with authentication by auth.
+func testServerAuth(t *testing.T, handlers map[string]engine.HandlerFunc, auth *server.Auth) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "weft.db"))
 	if err != nil {
@@ -43,7 +49,7 @@ func testServer(t *testing.T, handlers map[string]engine.HandlerFunc) string {
 		t.Fatal(err)
 	}
 
-	api := server.New(eng, server.Options{PollInterval: 50 * time.Millisecond, Logger: quiet})
+	api := server.New(eng, server.Options{PollInterval: 50 * time.Millisecond, Logger: quiet, Auth: auth})
 	g := grpc.NewServer(api.ServerOptions()...)
 	api.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -280,5 +286,31 @@ func TestCLIErrors(t *testing.T) {
 	out := mustWeft(t, addr, "publish", "paid", "--key", "order-1", "--data", `{"amount": 3}`)
 	if !strings.HasPrefix(out, "published event ") {
 		t.Errorf("publish printed %q", out)
+	}
+}
+
+// TestCLIToken checks that --token and WEFT_TOKEN reach the server, and
+// that refusals exit non-zero with their code.
+func TestCLIToken(t *testing.T) {
+	auth, err := server.NewAuth([]server.Identity{
+		{Name: "bob", Roles: []server.Role{server.RoleReader}, TokenSHA256: server.HashToken("bob-token")},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := testServerAuth(t, nil, auth)
+	def := writeFile(t, "d.yaml", "name: d\nversion: 1\nsteps:\n  - {id: a, type: task, service: s, action: x}\n")
+
+	mustWeft(t, addr, "definition", "list", "--token", "bob-token")
+	t.Setenv("WEFT_TOKEN", "bob-token")
+	mustWeft(t, addr, "definition", "list")
+	_, errOut, code := weft(t, addr, "definition", "register", def)
+	if code == 0 || !strings.Contains(errOut, "PermissionDenied") {
+		t.Fatalf("a reader registering: exit %d, %q", code, errOut)
+	}
+	t.Setenv("WEFT_TOKEN", "")
+	_, errOut, code = weft(t, addr, "definition", "list")
+	if code == 0 || !strings.Contains(errOut, "Unauthenticated") {
+		t.Fatalf("no token: exit %d, %q", code, errOut)
 	}
 }
