@@ -314,3 +314,47 @@ func TestCLIToken(t *testing.T) {
 		t.Fatalf("no token: exit %d, %q", code, errOut)
 	}
 }
+
+// TestCLIParallelJoin is seed scenario 2 through the CLI: both branches
+// run at once, and the join runs once, after both.
+func TestCLIParallelJoin(t *testing.T) {
+	leftIn, rightIn := make(chan struct{}), make(chan struct{})
+	var joins atomic.Int32
+	addr := testServer(t, map[string]engine.HandlerFunc{
+		"left": func(context.Context, engine.Task) (any, error) {
+			close(leftIn)
+			<-rightIn
+			return "L", nil
+		},
+		"right": func(context.Context, engine.Task) (any, error) {
+			close(rightIn)
+			<-leftIn
+			return "R", nil
+		},
+		"join": func(_ context.Context, task engine.Task) (any, error) {
+			joins.Add(1)
+			var in map[string]string
+			_ = json.Unmarshal(task.Input, &in)
+			return in["l"] + in["r"], nil
+		},
+	})
+	def := writeFile(t, "fanout.yaml", `
+name: fanout
+version: 1
+steps:
+  - id: split
+    type: parallel
+    branches:
+      - steps:
+          - {id: left, type: task, service: svc, action: left, output: left}
+      - steps:
+          - {id: right, type: task, service: svc, action: right, output: right}
+  - {id: join, type: task, service: svc, action: join, input: {l: "data.left", r: "data.right"}, output: joined}
+`)
+	mustWeft(t, addr, "definition", "register", def)
+
+	out := mustWeft(t, addr, "start", "fanout", "--wait")
+	if !strings.Contains(out, `"joined":"LR"`) || joins.Load() != 1 {
+		t.Fatalf("start --wait printed\n%s\nwith %d joins; want joined LR, one join", out, joins.Load())
+	}
+}
