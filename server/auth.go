@@ -292,7 +292,9 @@ type refLike interface {
 
 // stepHolder returns the service, current attempt and token of a step:
 // from its task row while it has one, else from the step itself.
-func (s *Server) stepHolder(ctx context.Context, instanceID string, pointer int64) (string, int, string, error) {
+func (s *Server) stepHolder(
+	ctx context.Context, instanceID string, pointer int64,
+) (service string, attempt int, token string, err error) {
 	tasks, err := s.store.TaskList(ctx, instanceID)
 	if err != nil {
 		return "", 0, "", err
