@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/store"
 )
 
 // Role names a set of calls an identity may make.
@@ -316,4 +320,49 @@ func (s *Server) stepHolder(
 	}
 
 	return "", 0, "", fmt.Errorf("instance %s has no step %d: %w", instanceID, pointer, errNoStep)
+}
+
+// auditRefused is the audit row type of a call refused for want of
+// permission.
+const auditRefused = "request_refused"
+
+// auditRefusal records a PERMISSION_DENIED refusal in the audit log of
+// the instance the request names, if it names one that exists.
+// Unauthenticated calls are only logged: anyone could make them.
+func (s *Server) auditRefusal(ctx context.Context, req any, method string, err error) {
+	if !errors.Is(err, errPermissionDenied) {
+		return
+	}
+	id := requestInstance(req)
+	if id == "" {
+		return
+	}
+
+	caller := ""
+	if who, ok := identityOf(ctx); ok {
+		caller = who.Name
+	} else if who, aerr := s.opts.Auth.authenticate(ctx); aerr == nil {
+		caller = who.Name
+	}
+	data, _ := json.Marshal(map[string]string{"identity": caller, "method": method, "reason": err.Error()})
+
+	aerr := s.store.AuditAppend(context.WithoutCancel(ctx), id, time.Now(), store.AuditEvent{
+		Type: auditRefused, Data: data,
+	})
+	if aerr != nil && !errors.Is(aerr, store.ErrNotFound) {
+		s.log.Warn("auditing a refusal failed", keyInstance, id, keyErr, aerr)
+	}
+}
+
+// requestInstance finds the instance a request names: its instance_id,
+// or its task's.
+func requestInstance(req any) string {
+	if r, ok := req.(interface{ GetInstanceId() string }); ok {
+		return r.GetInstanceId()
+	}
+	if r, ok := req.(interface{ GetTask() *weftv1.TaskRef }); ok {
+		return r.GetTask().GetInstanceId()
+	}
+
+	return ""
 }

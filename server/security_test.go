@@ -8,12 +8,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -240,6 +242,20 @@ func TestServeSecurity(t *testing.T) {
 			got.GetInstance().GetStatus(), step)
 	}
 
+	audit, err := reader.state.ListAuditEvents(ctx, &weftv1.ListAuditEventsRequest{InstanceId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused []string
+	for _, ev := range audit.GetEvents() {
+		if ev.GetType() == "request_refused" {
+			refused = append(refused, decodeString(t, ev.GetData())["identity"])
+		}
+	}
+	if want := []string{"bob", "thumb-svc", "resize-svc", "admin"}; !slices.Equal(refused, want) {
+		t.Fatalf("refusals audited for %v, want %v", refused, want)
+	}
+
 	if _, err := resize.steps.CompleteTask(ctx, &weftv1.CompleteTaskRequest{Task: ref, Output: `"done"`}); err != nil {
 		t.Fatalf("resize-svc completing its step: %v", err)
 	}
@@ -275,4 +291,14 @@ func execServe(t *testing.T, args ...string) (string, error) {
 	out, err := exec.Command(weftBinary, full...).CombinedOutput()
 
 	return string(out), err
+}
+
+func decodeString(t *testing.T, raw string) map[string]string {
+	t.Helper()
+	var m map[string]string
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		t.Fatalf("decoding %q: %v", raw, err)
+	}
+
+	return m
 }

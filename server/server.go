@@ -129,13 +129,16 @@ func (s *Server) unaryInterceptor(
 	defer release()
 
 	if s.opts.Auth != nil {
-		if ctx, err = s.opts.Auth.authorize(ctx, info.FullMethod); err != nil {
-			return nil, s.status(info.FullMethod, err)
+		var authErr error
+		if ctx, authErr = s.opts.Auth.authorize(ctx, info.FullMethod); authErr != nil {
+			s.auditRefusal(ctx, req, info.FullMethod, authErr)
+			return nil, s.status(info.FullMethod, authErr)
 		}
 	}
 
 	resp, err := h(ctx, req)
 	if err != nil {
+		s.auditRefusal(ctx, req, info.FullMethod, err)
 		return nil, s.status(info.FullMethod, err)
 	}
 

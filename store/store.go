@@ -429,6 +429,10 @@ type Store interface {
 
 	// AuditList lists audit rows with Seq above afterSeq, at most limit.
 	AuditList(ctx context.Context, instanceID string, afterSeq int64, limit int) ([]AuditEvent, error)
+	// AuditAppend writes audit rows after the instance's last seq without
+	// a lease and changes nothing else (the API records refused calls with
+	// it); ErrNotFound when there is no such instance.
+	AuditAppend(ctx context.Context, instanceID string, now time.Time, events ...AuditEvent) error
 
 	// Stats returns the counters.
 	Stats() Stats

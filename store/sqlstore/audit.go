@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -131,4 +132,27 @@ func (s *Store) AuditFeed(ctx context.Context, after int64, limit int) ([]store.
 	}
 
 	return feed, nil
+}
+
+// AuditAppend writes audit rows after the instance's last seq, without a
+// lease, and changes nothing else; ErrNotFound when there is no such
+// instance.
+func (s *Store) AuditAppend(
+	ctx context.Context, instanceID string, now time.Time, events ...store.AuditEvent,
+) error {
+	if len(events) == 0 {
+		return nil
+	}
+
+	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+		return w.appendAudit(ctx, instanceID, now, events...)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("appending audit rows of %s: %w", instanceID, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("appending audit rows of %s: %w", instanceID, err)
+	}
+
+	return nil
 }
