@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/engine"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/server"
 	"github.com/weftworks/weft/store/sqlite"
 )
