@@ -2,10 +2,10 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: help demo test test-race verify lint bench fuzz
+.PHONY: help demo test test-race generate check-generated verify lint bench fuzz
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-16s %s\n", $$1, $$2}'
 
 demo: ## Run the inventory workflow on an embedded SQLite file.
 	$(GO) run ./cmd/weft demo
@@ -16,12 +16,24 @@ test: ## Run the tests.
 test-race: ## Run the tests with the race detector, as CI does.
 	$(GO) test -race -timeout 20m $(PKGS)
 
-verify: lint ## Check formatting, vet and staticcheck.
+generate: ## Regenerate gen/ and docs/api-reference.md from proto/.
+	rm -rf gen
+	$(GO) tool buf generate
 
-lint: ## gofmt, go vet and staticcheck must be clean.
+check-generated: ## Fail when gen/ or docs/api-reference.md differ from what proto/ generates.
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(GO) tool buf generate -o "$$tmp" && \
+	diff -r gen "$$tmp/gen" && diff docs/api-reference.md "$$tmp/docs/api-reference.md" || \
+	{ echo "generated code is stale: run make generate"; exit 1; }
+
+verify: lint ## Everything lint checks.
+
+lint: ## gofmt, go vet, staticcheck and buf lint clean; generated code current.
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	$(GO) tool buf lint
+	@$(MAKE) --no-print-directory check-generated
 
 bench: ## Run the benchmarks once each.
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./store/sqlite/ ./engine/

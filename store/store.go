@@ -31,6 +31,8 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrLocked means another process holds the database (SQLite).
 	ErrLocked = errors.New("database locked by another process")
+	// ErrInvalidPageToken means a page token was not made by this store.
+	ErrInvalidPageToken = errors.New("invalid page token")
 )
 
 // InstanceStatus is the state of a workflow instance.
@@ -465,11 +467,29 @@ type Store interface {
 
 	// AuditList lists audit rows with Seq above afterSeq, at most limit.
 	AuditList(ctx context.Context, instanceID string, afterSeq int64, limit int) ([]AuditEvent, error)
+	// AuditAppend writes audit rows after the instance's last seq without
+	// a lease and changes nothing else (the API records refused calls with
+	// it); ErrNotFound when there is no such instance.
+	AuditAppend(ctx context.Context, instanceID string, now time.Time, events ...AuditEvent) error
 
 	// Stats returns the counters.
 	Stats() Stats
 	// Close releases the database.
 	Close() error
+}
+
+// FeedReader is implemented by stores that can list the audit rows of
+// every instance in commit order, for the lifecycle feed.
+type FeedReader interface {
+	// AuditFeed lists up to limit audit rows of any instance after feed
+	// position after, in commit order. Positions only grow.
+	AuditFeed(ctx context.Context, after int64, limit int) ([]FeedEvent, error)
+}
+
+// FeedEvent is an audit row with its place in the lifecycle feed.
+type FeedEvent struct {
+	Position int64
+	Event    AuditEvent
 }
 
 // InstanceCreateParams holds a new instance and what starts with it.

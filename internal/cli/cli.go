@@ -36,7 +36,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newDemo(stdout, stderr))
+	var cf clientFlags
+	cf.register(root)
+	root.AddCommand(newDemo(stdout, stderr), newServe(stderr),
+		newDefinitionCmd(&cf, stdout), newInstanceCmd(&cf, stdout), newStartCmd(&cf, stdout),
+		newEventsCmd(&cf, stdout), newPublishCmd(&cf, stdout), newTokenCmd(stdout))
 
 	return root
 }

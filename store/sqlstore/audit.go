@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -96,4 +98,61 @@ func (s *Store) AuditList(
 	}
 
 	return events, nil
+}
+
+// AuditFeed lists audit rows of every instance after feed position
+// after, in commit order, at most limit (DefaultAuditLimit when limit is
+// under 1). On SQLite the position is the row's rowid: the one writer
+// numbers rows in commit order. Other dialects answer
+// errors.ErrUnsupported until they have a position column.
+func (s *Store) AuditFeed(ctx context.Context, after int64, limit int) ([]store.FeedEvent, error) {
+	if s.dialect.Name != SQLite.Name {
+		return nil, fmt.Errorf("lifecycle feed on %s: %w", s.dialect.Name, errors.ErrUnsupported)
+	}
+	if limit <= 0 {
+		limit = DefaultAuditLimit
+	}
+
+	rows, err := s.readQuery(ctx, `SELECT rowid, `+auditColumns+` FROM workflow_events
+		WHERE rowid > ? ORDER BY rowid LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading the lifecycle feed: %w", err)
+	}
+
+	feed, err := collect(rows, func(r rowScanner) (store.FeedEvent, error) {
+		var f store.FeedEvent
+		e := &f.Event
+		err := r.Scan(&f.Position, &e.InstanceID, &e.Seq, &e.Type, &e.StepID, &e.PointerID,
+			&e.Attempt, jsonCol{&e.Data}, timeCol{&e.At})
+
+		return f, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the lifecycle feed: %w", err)
+	}
+
+	return feed, nil
+}
+
+// AuditAppend writes audit rows after the instance's last seq, without a
+// lease, and changes nothing else; ErrNotFound when there is no such
+// instance.
+func (s *Store) AuditAppend(
+	ctx context.Context, instanceID string, now time.Time, events ...store.AuditEvent,
+) error {
+	if len(events) == 0 {
+		return nil
+	}
+
+	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+		return w.appendAudit(ctx, instanceID, now, events...)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("appending audit rows of %s: %w", instanceID, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("appending audit rows of %s: %w", instanceID, err)
+	}
+
+	return nil
 }

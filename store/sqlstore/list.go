@@ -18,7 +18,7 @@ const (
 )
 
 // errBadPageToken answers a page token this store did not make.
-var errBadPageToken = errors.New("invalid page token")
+var errBadPageToken = store.ErrInvalidPageToken
 
 // InstanceList lists instances by filter, newest first (created_at, then
 // id, descending). The page token is an opaque cursor holding the last

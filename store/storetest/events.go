@@ -190,8 +190,31 @@ func Events(t *testing.T, open func(*testing.T) store.Store) {
 	})
 }
 
-// Audit checks AuditList paging.
+// Audit checks AuditList paging and AuditAppend.
 func Audit(t *testing.T, open func(*testing.T) store.Store) {
+	t.Run("AppendWithoutLease", func(t *testing.T) {
+		e := newEnv(t, open)
+		inst := e.create()
+
+		ok(t, e.s.AuditAppend(e.ctx, inst.ID, e.at(time.Second), store.AuditEvent{Type: "refused"}))
+		after := e.instance(inst.ID)
+		equal(t, "last seq", after.LastSeq, inst.LastSeq+1)
+		equal(t, "status", after.Status, inst.Status)
+		got, err := e.s.AuditList(e.ctx, inst.ID, inst.LastSeq, 10)
+		ok(t, err)
+		equal(t, "appended", []any{len(got), got[0].Type, got[0].Seq}, []any{1, "refused", inst.LastSeq + 1})
+
+		// A transition after it numbers its rows after the appended one.
+		tr := e.transition(e.lease(inst.ID))
+		tr.Audit = []store.AuditEvent{{Type: "next"}}
+		ok(t, e.apply(tr))
+		got, err = e.s.AuditList(e.ctx, inst.ID, inst.LastSeq+1, 10)
+		ok(t, err)
+		equal(t, "after", []any{len(got), got[0].Type, got[0].Seq}, []any{1, "next", inst.LastSeq + 2})
+
+		isErr(t, e.s.AuditAppend(e.ctx, "missing", e.now, store.AuditEvent{Type: "x"}), store.ErrNotFound)
+	})
+
 	t.Run("AfterSeqAndLimit", func(t *testing.T) {
 		e := newEnv(t, open)
 		inst := e.lease(e.create().ID)
