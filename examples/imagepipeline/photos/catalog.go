@@ -43,16 +43,14 @@ type Photo struct {
 	Licence string `json:"licence"`
 	// Committed says whether a copy lives in testdata.
 	Committed bool `json:"committed"`
-	// Faces is the number of people in the photo: exact for portraits
-	// and landscapes, the lower bound for group photos.
-	Faces int `json:"faces"`
-	// MaxFaces is the upper bound of the faces a detector may report.
-	MaxFaces int `json:"max_faces"`
+	// People is the number of people whose face shows in the photo,
+	// counted by eye.
+	People int `json:"people"`
 }
 
 // Group reports whether the photo shows several people.
 func (p Photo) Group() bool {
-	return p.MaxFaces > 1
+	return p.People > 1
 }
 
 // The packages that ship the photos, pinned.
@@ -75,7 +73,7 @@ var Catalog = []Photo{
 		Name: "pigo-sample.jpg", Kind: GoModule,
 		Package: pigoModule, Version: pigoVersion, Path: "testdata/sample.jpg",
 		SHA256:  "09ee4f7085e1eee6f48d3a2b11791c4c008e2dc0c6b2b2462067104e3030915e",
-		Licence: "MIT", Committed: true, Faces: 1, MaxFaces: 1,
+		Licence: "MIT", Committed: true, People: 1,
 	},
 	{
 		Name: "goexif-has-lens-info.jpg", Kind: GoModule,
@@ -95,7 +93,7 @@ var Catalog = []Photo{
 		Package: skimagePackage, Version: skimageVersion,
 		Path:    "usr/lib/python3/dist-packages/skimage/data/astronaut.png",
 		SHA256:  "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
-		Licence: "public domain", Committed: true, Faces: 1, MaxFaces: 1,
+		Licence: "public domain", Committed: true, People: 1,
 	},
 	{
 		Name: "imagemeta-sunrise.jpg", Kind: GoModule,
@@ -104,16 +102,16 @@ var Catalog = []Photo{
 		SHA256:  "95c22a26a0eb97d523460e252ee3a309e2e232e0e13556e79ceaa44430878984",
 		Licence: "CC-BY-SA-4.0",
 	},
-	faceAPI(1, "8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51"),
-	faceAPI(2, "7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691"),
-	faceAPI(3, "8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936"),
-	faceAPI(4, "729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc"),
-	faceAPI(5, "6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938"),
-	faceAPI(6, "9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87"),
+	faceAPI(1, 3, "8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51"),
+	faceAPI(2, 3, "7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691"),
+	faceAPI(3, 3, "8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936"),
+	faceAPI(4, 4, "729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc"),
+	faceAPI(5, 5, "6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938"),
+	faceAPI(6, 4, "9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87"),
 }
 
 // faceAPI describes the n-th group photo of the face-api demo.
-func faceAPI(n int, sum string) Photo {
+func faceAPI(n, people int, sum string) Photo {
 	name := "sample" + string(rune('0'+n)) + ".jpg"
 
 	return Photo{
@@ -121,7 +119,7 @@ func faceAPI(n int, sum string) Photo {
 		Package: faceAPIPackage, Version: faceAPIVersion, Path: "package/demo/" + name,
 		SHA256:  sum,
 		Licence: "MIT (photos of identifiable people: never committed)",
-		Faces:   3, MaxFaces: 5,
+		People:  people,
 	}
 }
 
