@@ -2,13 +2,20 @@
 // exif and faces on a photo, then its thumbnail with the face boxes drawn.
 // The steps themselves live in the exif, faces, thumbs and summary
 // packages, each a function from a JSON-able input to a JSON-able result,
-// so that a weft task handler can call them directly; Process chains them
-// the way the pipeline's workflow does for each photo.
+// so that a weft task handler can call them directly. Register adds them
+// to an engine as Go handlers for the workflow in pipeline.yaml
+// (Definition); Process chains them in one process the way that workflow
+// does for each photo.
 package imagepipeline
 
 import (
 	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
 	"fmt"
+
+	"github.com/weftworks/weft/engine"
 
 	"github.com/weftworks/weft/examples/imagepipeline/exif"
 	"github.com/weftworks/weft/examples/imagepipeline/faces"
@@ -40,4 +47,45 @@ func Process(ctx context.Context, in Input) (summary.Photo, error) {
 		return summary.Photo{}, fmt.Errorf("thumbs step: %w", err)
 	}
 	return summary.Photo{Path: in.Path, EXIF: meta, Faces: found, Thumb: thumb}, nil
+}
+
+// Definition is the image pipeline's workflow in YAML.
+//
+//go:embed pipeline.yaml
+var Definition []byte
+
+// Register adds the four steps to e as Go handlers: exif/read,
+// faces/detect, thumbs/make and summary/summarize.
+func Register(e *engine.Engine) {
+	e.Handle("exif", "read", Handler(exif.Read))
+	e.Handle("faces", "detect", Handler(faces.Detect))
+	e.Handle("thumbs", "make", Handler(thumbs.Make))
+	e.Handle("summary", "summarize", Handler(summary.Summarize))
+}
+
+// inputErrors are the errors that retrying cannot cure.
+var inputErrors = []error{exif.ErrInput, faces.ErrInput, thumbs.ErrInput, summary.ErrInput}
+
+// Handler turns a step function into a task handler: the task's input is
+// decoded into In and the function's result is the task's result. Input
+// that does not decode, or that the step refuses, fails the task without
+// a retry; any other error is retried.
+func Handler[In, Out any](step func(context.Context, In) (Out, error)) engine.HandlerFunc {
+	return func(ctx context.Context, t engine.Task) (any, error) {
+		var in In
+		if err := json.Unmarshal(t.Input, &in); err != nil {
+			return nil, engine.NonRetryable("bad_input", err.Error())
+		}
+
+		out, err := step(ctx, in)
+		for _, target := range inputErrors {
+			if errors.Is(err, target) {
+				return nil, engine.NonRetryable("bad_input", err.Error())
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 }
