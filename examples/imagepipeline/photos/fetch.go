@@ -202,11 +202,33 @@ func fetchDebian(ctx context.Context, tmp string, src source, dests map[string]s
 		return fmt.Errorf("finding the downloaded .deb: found %d", len(debs))
 	}
 
-	data, err := run(ctx, tmp, nil, "dpkg-deb", "--fsys-tarfile", debs[0])
-	if err != nil {
-		return err
+	return streamTar(ctx, dests, "dpkg-deb", "--fsys-tarfile", debs[0])
+}
+
+// streamTar runs a command that prints a tar archive and extracts the
+// files of dests from its output as it comes.
+func streamTar(ctx context.Context, dests map[string]string, name string, args ...string) error {
+	if _, err := exec.LookPath(name); err != nil {
+		return fmt.Errorf("looking for %s: %w", name, ErrNoTool)
 	}
-	return extractTar(bytes.NewReader(data), dests)
+
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("running %s: %w", name, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("running %s: %w", name, err)
+	}
+
+	extractErr := extractTar(out, dests)
+	_, _ = io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("running %s: %w: %s", name, err, strings.TrimSpace(stderr.String()))
+	}
+	return extractErr
 }
 
 // fetchNPM downloads the package tarball with npm pack and reads the
