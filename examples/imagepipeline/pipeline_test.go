@@ -25,6 +25,10 @@ import (
 // committed photo and on the landscape fetched from the module proxy,
 // checks each row against photos.md and prints the table.
 func TestPipelineOnRealPhotos(t *testing.T) {
+	if raceEnabled {
+		t.Skip("pigo is ten times slower under the race detector: make test-photos runs this test")
+	}
+
 	out := t.TempDir()
 	var in summary.Input
 	for _, path := range photoPaths(t) {

@@ -8,6 +8,7 @@ import (
 	"image"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"golang.org/x/image/draw"
@@ -79,12 +80,14 @@ func detect(t *testing.T, in faces.Input) faces.Result {
 	return res
 }
 
-// fewer returns the first n names under the race detector, else all.
-func fewer(names []string, n int) []string {
+// heavy skips a test that runs pigo many times when the race detector is
+// on; `make test-photos`, which CI runs too, runs it without.
+func heavy(t *testing.T) {
+	t.Helper()
+
 	if raceEnabled {
-		return names[:n]
+		t.Skip("pigo is ten times slower under the race detector: make test-photos runs this test")
 	}
-	return names
 }
 
 var (
@@ -93,7 +96,11 @@ var (
 )
 
 func TestPortraitsGiveOneFace(t *testing.T) {
-	for _, name := range portraits {
+	names := portraits
+	if raceEnabled {
+		names = names[:1]
+	}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			res := detect(t, faces.Input{Path: photoPath(t, name)})
 			if res.Count != 1 {
@@ -108,9 +115,11 @@ func TestPortraitsGiveOneFace(t *testing.T) {
 // and records in EXIF how to turn them back, as a camera held sideways
 // does: the box must land where it lies on the upright portrait.
 func TestRotatedPortraitsWithOrientation(t *testing.T) {
+	heavy(t)
+
 	undo := map[int]int{90: 8, 180: 3, 270: 6}
 
-	for _, name := range fewer(portraits, 1) {
+	for _, name := range portraits {
 		img := load(t, name)
 		want := detect(t, faces.Input{Path: photoPath(t, name)})
 		if want.Count != 1 {
@@ -138,7 +147,9 @@ func TestRotatedPortraitsWithOrientation(t *testing.T) {
 // TestRotatedPortraitsAllRotations turns the pixels without telling, and
 // asks the detector to search every right angle.
 func TestRotatedPortraitsAllRotations(t *testing.T) {
-	for _, name := range fewer(portraits, 1) {
+	heavy(t)
+
+	for _, name := range portraits {
 		img := load(t, name)
 		for _, deg := range []int{90, 180, 270} {
 			turned, err := picture.Rotate(img, deg)
@@ -157,7 +168,9 @@ func TestRotatedPortraitsAllRotations(t *testing.T) {
 }
 
 func TestLandscapesAllRotationsGiveNoFace(t *testing.T) {
-	for _, name := range fewer(landscapes, 1) {
+	heavy(t)
+
+	for _, name := range landscapes {
 		got := detect(t, faces.Input{Path: photoPath(t, name), AllRotations: true})
 		if got.Count != 0 {
 			t.Errorf("%s: found %d faces, want 0: %+v", name, got.Count, got.Boxes)
@@ -166,7 +179,9 @@ func TestLandscapesAllRotationsGiveNoFace(t *testing.T) {
 }
 
 func TestResizedPortraits(t *testing.T) {
-	for _, name := range fewer(portraits, 1) {
+	heavy(t)
+
+	for _, name := range portraits {
 		img := load(t, name)
 		for _, f := range []float64{0.6, 2} {
 			b := img.Bounds()
@@ -184,7 +199,9 @@ func TestResizedPortraits(t *testing.T) {
 }
 
 func TestLandscapesGiveNoFace(t *testing.T) {
-	for _, name := range fewer(landscapes, 1) {
+	heavy(t)
+
+	for _, name := range landscapes {
 		img := load(t, name)
 		for _, deg := range []int{0, 90, 180, 270} {
 			turned, err := picture.Rotate(img, deg)
@@ -204,12 +221,10 @@ func TestLandscapesGiveNoFace(t *testing.T) {
 // a face's size and colour, and that the count is at most the people the
 // photo shows and misses at most one of them.
 func TestGroupPhotosBoxesLieOnFaces(t *testing.T) {
+	heavy(t)
+
 	found, people := 0, 0
-	group := photos.Select(photos.Photo.Group)
-	if raceEnabled {
-		group = group[len(group)-2:]
-	}
-	for _, p := range group {
+	for _, p := range photos.Select(photos.Photo.Group) {
 		path := photoPath(t, p.Name)
 		res := detect(t, faces.Input{Path: path})
 		img, err := picture.Load(path)
@@ -267,6 +282,29 @@ func near(got, want faces.Box, frac float64) bool {
 	tol := int(float64(want.W) * frac)
 	d := func(a, b int) bool { return a-b <= tol && b-a <= tol }
 	return d(got.X, want.X) && d(got.Y, want.Y) && d(got.W, want.W) && d(got.H, want.H)
+}
+
+// TestDetectConcurrently runs two searches at once, as a service serving
+// several steps does: they share the unpacked cascade.
+func TestDetectConcurrently(t *testing.T) {
+	path := photoPath(t, "pigo-sample.jpg")
+
+	var wg sync.WaitGroup
+	counts := make([]int, 2)
+	for i := range counts {
+		wg.Go(func() {
+			res, err := faces.Detect(context.Background(), faces.Input{Path: path})
+			if err != nil {
+				t.Error(err)
+			}
+			counts[i] = res.Count
+		})
+	}
+	wg.Wait()
+
+	if counts[0] != 1 || counts[1] != 1 {
+		t.Errorf("concurrent searches found %v faces, want 1 each", counts)
+	}
 }
 
 func TestEmbeddedCascadeIsPigos(t *testing.T) {

@@ -3,6 +3,6 @@
 package faces_test
 
 // raceEnabled is true under the race detector, which makes pigo's search
-// some ten times slower: the heaviest tests then run on fewer photos, and
-// `make test-photos` runs them all without it.
+// some ten times slower: the tests that run it many times are then
+// skipped, and `make test-photos` (which CI runs too) runs them without.
 const raceEnabled = true
