@@ -32,7 +32,8 @@ func TestPipelineOnRealPhotos(t *testing.T) {
 	out := t.TempDir()
 	var in summary.Input
 	for _, path := range photoPaths(t) {
-		res, err := imagepipeline.Process(context.Background(), imagepipeline.Input{Path: path, OutDir: out})
+		in1 := imagepipeline.Input{Path: path, OutDir: out}
+		res, err := imagepipeline.Process(context.Background(), in1)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}

@@ -145,7 +145,9 @@ func fetchSource(ctx context.Context, dir string, src source, want map[string]Ph
 
 // run runs a command in dir and returns its standard output, or an error
 // holding its standard error.
-func run(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
+func run(
+	ctx context.Context, dir string, env []string, name string, args ...string,
+) ([]byte, error) {
 	if _, err := exec.LookPath(name); err != nil {
 		return nil, fmt.Errorf("looking for %s: %w", name, ErrNoTool)
 	}

@@ -15,8 +15,11 @@ import (
 func TestSummarize(t *testing.T) {
 	in := summary.Input{Photos: []summary.Photo{
 		{
-			Path:  "/photos/sunrise.jpg",
-			EXIF:  exif.Result{HasEXIF: true, Camera: "PENTAX K-3 II", Taken: "2017-10-27 08:38:52", GPS: &exif.GPS{Lat: 36.597441, Lon: -4.50846}},
+			Path: "/photos/sunrise.jpg",
+			EXIF: exif.Result{
+				HasEXIF: true, Camera: "PENTAX K-3 II", Taken: "2017-10-27 08:38:52",
+				GPS: &exif.GPS{Lat: 36.597441, Lon: -4.50846},
+			},
 			Thumb: thumbs.Result{Path: "/out/sunrise.thumb.jpg"},
 		},
 		{

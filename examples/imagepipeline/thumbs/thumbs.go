@@ -106,7 +106,8 @@ func Make(ctx context.Context, in Input) (Result, error) {
 			return Result{}, fmt.Errorf("boxes[%d]: %w: %+v lies outside the photo", i, ErrInput, b)
 		}
 		drawBox(thumb, r, max(2, max(res.Width, res.Height)/128))
-		res.Boxes = append(res.Boxes, faces.Box{X: r.Min.X, Y: r.Min.Y, W: r.Dx(), H: r.Dy(), Score: b.Score})
+		drawn := faces.Box{X: r.Min.X, Y: r.Min.Y, W: r.Dx(), H: r.Dy(), Score: b.Score}
+		res.Boxes = append(res.Boxes, drawn)
 	}
 
 	res.Path, err = write(thumb, in)
