@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: help demo test test-race generate check-generated verify lint bench fuzz
+.PHONY: help demo test test-race generate check-generated verify lint bench fuzz photos test-photos
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-16s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ lint: ## gofmt, go vet, staticcheck and buf lint clean; generated code current.
 
 bench: ## Run the benchmarks once each.
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./store/sqlite/ ./engine/
+
+photos: ## Fetch the image pipeline's run-time photos into the user cache folder.
+	$(GO) run ./examples/imagepipeline/cmd/photos
+
+test-photos: ## Run the image pipeline's tests on every photo, without the race detector.
+	$(GO) test -count=1 ./examples/imagepipeline/...
 
 fuzz: ## Fuzz the definition parser for a minute.
 	$(GO) test -run '^$$' -fuzz FuzzParseCompile -fuzztime 60s ./definition/
