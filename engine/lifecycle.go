@@ -212,7 +212,11 @@ func (r *run) cancel(reason string) error {
 		if p.row.Status.Final() {
 			continue
 		}
-		if p.isTask() && p.inFlight() {
+		// Only an attempt a worker has taken is drained: one still
+		// waiting in its dispatch row is withdrawn at once. A claim that
+		// lands meanwhile moves the step's rev, so this transition
+		// conflicts and is redone with the step running.
+		if p.isTask() && p.row.Status == store.StepRunning {
 			r.ist.Draining = append(r.ist.Draining, p.row.ID)
 			r.touch(p)
 			continue

@@ -1076,3 +1076,42 @@ steps:
 	t.Logf("lease extended %d times, lost %d times",
 		h.e.Counters().LeaseExtends.Load(), h.e.Counters().LeaseLost.Load())
 }
+
+// TestRuleCancelWithdrawsUnclaimedTask cancels an instance whose task
+// waits in its dispatch row, taken by no worker: the task is withdrawn
+// at once and the cleanup runs, without waiting out the cancel grace.
+func TestRuleCancelWithdrawsUnclaimedTask(t *testing.T) {
+	opts := fastOptions()
+	opts.CancelGrace = time.Hour
+	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
+	h.register(`
+name: idle
+version: 1
+steps:
+  - {id: wait-for-worker, type: task, service: nobody, action: x}
+on_cancel:
+  - {id: tidy, type: task, service: local, action: tidy}
+`)
+	var tidied atomic.Int32
+	h.e.Handle("local", "tidy", func(context.Context, engine.Task) (any, error) {
+		tidied.Add(1)
+		return nil, nil
+	})
+	h.run()
+
+	id := begin(h, "idle", `{}`)
+	waitStepStatus(h, id, "wait-for-worker", store.StepDispatched)
+	if err := h.e.Cancel(h.ctx, id, "not needed"); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+
+	inst := h.wait(id)
+	checkStatus(t, inst, store.InstanceCancelled)
+	if n := tidied.Load(); n != 1 {
+		t.Fatalf("cleanup ran %d times, want 1", n)
+	}
+	if s, _ := h.step(id, "wait-for-worker"); s.Status != store.StepCancelled {
+		t.Fatalf("task step is %s, want cancelled", s.Status)
+	}
+	claimNothingLater(h, "nobody")
+}
