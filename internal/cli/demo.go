@@ -38,7 +38,7 @@ func newDemo(stdout, stderr io.Writer) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&f.db, "db", "weft-demo.db",
 		"database: an SQLite file path, or a sqlite://, file: or postgres:// URL")
-	cmd.Flags().StringVar(&f.dir, "dir", "examples", "folder whose files the workflow measures")
+	cmd.Flags().StringVar(&f.dir, "dir", "examples/quickstart", "folder whose files the workflow measures")
 
 	return cmd
 }
