@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"math"
 	"os"
 	"strings"
@@ -169,4 +170,20 @@ func CameraName(maker, model string) string {
 	default:
 		return maker + " " + model
 	}
+}
+
+// LoadUpright decodes the photo at path and turns it upright by its EXIF
+// orientation, as a viewer would show it.
+func LoadUpright(ctx context.Context, path string) (image.Image, error) {
+	meta, err := Read(ctx, Input{Path: path})
+	if err != nil {
+		return nil, fmt.Errorf("reading orientation: %w", err)
+	}
+
+	img, err := picture.Load(path)
+	if err != nil {
+		return nil, err
+	}
+
+	return picture.Upright(img, meta.Orientation), nil
 }

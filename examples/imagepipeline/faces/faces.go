@@ -112,16 +112,11 @@ func Detect(ctx context.Context, in Input) (Result, error) {
 		return Result{}, err
 	}
 
-	meta, err := exif.Read(ctx, exif.Input{Path: in.Path})
-	if err != nil {
-		return Result{}, fmt.Errorf("reading orientation: %w", err)
-	}
-
-	img, err := picture.Load(in.Path)
+	img, err := exif.LoadUpright(ctx, in.Path)
 	if err != nil {
 		return Result{}, err
 	}
-	return DetectImage(ctx, picture.Upright(img, meta.Orientation), in)
+	return DetectImage(ctx, img, in)
 }
 
 func (in Input) check() error {

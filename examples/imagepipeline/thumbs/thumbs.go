@@ -82,16 +82,10 @@ func Make(ctx context.Context, in Input) (Result, error) {
 		return Result{}, err
 	}
 
-	meta, err := exif.Read(ctx, exif.Input{Path: in.Path})
-	if err != nil {
-		return Result{}, fmt.Errorf("reading orientation: %w", err)
-	}
-
-	img, err := picture.Load(in.Path)
+	upright, err := exif.LoadUpright(ctx, in.Path)
 	if err != nil {
 		return Result{}, err
 	}
-	upright := picture.Upright(img, meta.Orientation)
 
 	size := in.Size
 	if size == 0 {
