@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/store"
 )
 
 // executionService implements WorkflowExecutionService.
@@ -31,6 +33,9 @@ func (x *executionService) StartInstance(
 		Definition: req.GetDefinition(), Version: int(req.GetVersion()),
 		Input: input, StartKey: req.GetStartKey(),
 	})
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return nil, onField("start_key", err)
+	}
 	if err != nil {
 		return nil, onField("definition", err)
 	}

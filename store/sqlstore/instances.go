@@ -109,7 +109,7 @@ func (w *writer) takeStartKey(
 
 	live := err == nil && (expires.IsZero() || expires.After(p.Now))
 	if live && hash != p.InputHash {
-		return store.Instance{}, false, fmt.Errorf("start key %q: %w", p.StartKey, store.ErrAlreadyExists)
+		return store.Instance{}, false, fmt.Errorf("start key %q was used with other input: %w", p.StartKey, store.ErrAlreadyExists)
 	}
 
 	if live {
