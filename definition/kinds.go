@@ -163,7 +163,11 @@ func (c *compiler) beside(n *Node, depth int) {
 		}
 	} else {
 		if c.required(n, "interval", s.Interval) {
-			n.Interval = c.duration(fieldPath(n.Path, "interval"), s.Interval)
+			at := fieldPath(n.Path, "interval")
+			n.Interval = c.duration(at, s.Interval)
+			if n.Interval != nil && n.Interval.Expr == nil && n.Interval.Literal <= 0 {
+				c.fs.add(at, "must be positive, got %s", s.Interval)
+			}
 		}
 		if c.required(n, "cancel_if", s.CancelIf) {
 			n.CancelIf = c.typedExpr(fieldPath(n.Path, "cancel_if"), s.CancelIf, "a boolean",
@@ -228,6 +232,8 @@ func (c *compiler) outcomes(n *Node, depth int) {
 		}
 		c.body(n, OutcomeBlock(i), bp, "steps", b.Steps, depth, "an outcome branch")
 	}
+
+	c.checkOverlaps(n, n.Outcomes, OutcomeBlock)
 }
 
 // parallel checks and compiles a parallel step and its branches.
@@ -249,7 +255,7 @@ func (c *compiler) parallel(n *Node, depth int) {
 		c.body(n, BranchBlock(i), bp, "steps", b.Steps, depth, "a branch")
 	}
 
-	c.checkOverlaps(n)
+	c.checkOverlaps(n, n.Branches, BranchBlock)
 }
 
 // foreach checks and compiles a foreach step.

@@ -144,13 +144,14 @@ type outputAt struct {
 	at   string
 }
 
-// checkOverlaps refuses parallel branches whose steps, at any depth,
-// write overlapping output paths: the result would depend on which
-// branch finishes last.
-func (c *compiler) checkOverlaps(n *Node) {
+// checkOverlaps refuses branches that run at once (parallel branches,
+// outcome branches; block names the block of branch i) whose steps, at
+// any depth, write overlapping output paths: the result would depend on
+// which branch finishes last.
+func (c *compiler) checkOverlaps(n *Node, branches int, block func(int) string) {
 	var earlier [][]outputAt
-	for i := range n.Branches {
-		outs := outputs(n.Blocks[BranchBlock(i)], nil)
+	for i := range branches {
+		outs := outputs(n.Blocks[block(i)], nil)
 		for _, o := range outs {
 			for j, prev := range earlier {
 				for _, p := range prev {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -33,6 +34,19 @@ func (r *run) startChild(p *ptr) {
 		return
 	}
 
+	depth := 1
+	if r.ist.Parent != nil {
+		depth = r.ist.Parent.Depth + 1
+	}
+	if depth > r.e.opts.MaxWorkflowDepth {
+		r.attemptFailed(p, &store.StepError{
+			Code: "workflow_too_deep",
+			Message: fmt.Sprintf("a child at depth %d is over the limit of %d nested sub-workflows",
+				depth, r.e.opts.MaxWorkflowDepth),
+		}, auditStepFailed)
+		return
+	}
+
 	g, err := r.e.startGraph(r.ctx, StartParams{
 		Definition: p.node.Workflow, Version: p.node.WorkflowVersion,
 	})
@@ -40,14 +54,19 @@ func (r *run) startChild(p *ptr) {
 		input, err = r.e.checkInput(g, input)
 	}
 	if err != nil {
-		r.attemptFailed(p, &store.StepError{Code: "child_not_started", Message: err.Error()},
-			auditStepFailed)
+		// A definition not registered yet may come: that attempt is
+		// retried by the step's policy. Bad input is not.
+		r.attemptFailed(p, &store.StepError{
+			Code: "child_not_started", Message: err.Error(),
+			Retryable: errors.Is(err, store.ErrNotFound),
+		}, auditStepFailed)
 		return
 	}
 
 	p.row.Token = uuid.NewString()
 	link := &parentLink{
 		Instance: r.inst.ID, Pointer: p.row.ID, Attempt: p.row.Attempt, Token: p.row.Token,
+		Depth: depth,
 	}
 	params, err := r.e.createParams(g, input, "", link)
 	if err != nil {

@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -193,5 +195,74 @@ func doubleHandler(fail func() error) engine.HandlerFunc {
 			return nil, err
 		}
 		return 2 * n, nil
+	}
+}
+
+// TestSubWorkflowDepthIsBounded runs a definition that starts itself as
+// its own child: the nesting stops at Options.MaxWorkflowDepth, where
+// the deepest step fails with workflow_too_deep, and the failure comes
+// back up through every parent, so the top instance fails and nothing
+// keeps spawning.
+func TestSubWorkflowDepthIsBounded(t *testing.T) {
+	opts := fastOptions()
+	opts.MaxWorkflowDepth = 3
+	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
+	h.register(`
+name: again
+version: 1
+steps:
+  - {id: self, type: workflow, workflow: again, retry: {max_attempts: 1}}
+`)
+	h.run()
+
+	top := h.wait(begin(h, "again", `{}`))
+	checkStatus(t, top, store.InstanceFailed)
+
+	page, err := h.e.ListInstances(h.ctx, store.InstanceFilter{DefinitionName: "again"})
+	if err != nil {
+		t.Fatalf("listing instances: %v", err)
+	}
+	if n := len(page.Instances); n != 4 {
+		t.Fatalf("%d instances of again, want 4 (the top and 3 nested)", n)
+	}
+	deepest := page.Instances[0]
+	if !strings.Contains(string(deepest.Error), "workflow_too_deep") {
+		t.Fatalf("deepest instance error = %s, want workflow_too_deep", deepest.Error)
+	}
+	for _, inst := range page.Instances {
+		checkStatus(t, h.wait(inst.ID), store.InstanceFailed)
+	}
+}
+
+// TestSubWorkflowWaitsForItsDefinition retries a workflow step whose
+// child definition is registered only after the first attempt: a
+// missing definition is retried by the step's policy.
+func TestSubWorkflowWaitsForItsDefinition(t *testing.T) {
+	h := newHarness(t)
+	h.register(`
+name: early
+version: 1
+steps:
+  - {id: call, type: workflow, workflow: late, output: got,
+     retry: {max_attempts: 5, initial_interval: 50ms, backoff_coefficient: 1}}
+`)
+	h.run()
+
+	id := begin(h, "early", `{}`)
+	h.waitFor("the first attempt to fail", func() bool {
+		s, ok := h.step(id, "call")
+		return ok && s.Attempt >= 1 && s.Status == store.StepSleeping
+	})
+	h.register(`
+name: late
+version: 1
+steps:
+  - {id: nap, type: delay, duration: 1ms}
+`)
+
+	inst := h.wait(id)
+	wantCompleted(t, inst)
+	if s, _ := h.step(id, "call"); s.Attempt < 2 {
+		t.Fatalf("call ran %d attempts, want at least 2", s.Attempt)
 	}
 }

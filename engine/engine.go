@@ -63,6 +63,10 @@ type Options struct {
 	// outputs and events are written into; default 4 MiB. An output
 	// that takes it over fails the instance with reason data_too_large.
 	MaxDataBytes int
+	// MaxWorkflowDepth bounds how deep sub-workflows nest; default 16. A
+	// workflow step whose child would be deeper fails, not retried,
+	// with code workflow_too_deep.
+	MaxWorkflowDepth int
 	// StartKeyTTL is how long start keys are remembered; default 24h.
 	StartKeyTTL time.Duration
 	// Retention is how long finished instances (completed, failed,
@@ -105,6 +109,7 @@ func (o *Options) fill() {
 	setDefault(&o.CancelGrace, 30*time.Second)
 	setDefault(&o.MaxPayloadBytes, 1<<20)
 	setDefault(&o.MaxDataBytes, 4<<20)
+	setDefault(&o.MaxWorkflowDepth, 16)
 	setDefault(&o.StartKeyTTL, 24*time.Hour)
 	setDefault(&o.Retention, 7*24*time.Hour)
 	setDefault(&o.PurgeInterval, time.Hour)

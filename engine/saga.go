@@ -267,7 +267,8 @@ func (r *run) startSaga(s *ptr) {
 
 // undoOnCancel queues, for compensate-on-cancel, the compensations of
 // every completed step the instance remembers, before the pointers that
-// remember them are cancelled.
+// remember them are cancelled; a saga cut short while it unwinds hands
+// over the compensations it had not started yet.
 func (r *run) undoOnCancel() {
 	if !r.g.CompensateOnCancel {
 		return
@@ -276,6 +277,7 @@ func (r *run) undoOnCancel() {
 	for _, p := range r.sorted() {
 		if !p.row.Status.Final() {
 			r.ist.Undo = append(r.ist.Undo, p.st.Comp...)
+			r.ist.Undo = append(r.ist.Undo, p.st.Unwind...)
 		}
 	}
 }

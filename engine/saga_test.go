@@ -331,3 +331,43 @@ on_cancel:
 
 	wantCalls(t, w, "do:a", "do:b", "undo:b", "undo:a", "tidy")
 }
+
+// TestCompensateOnCancelFinishesAnUnwinding cancels an instance while a
+// saga unwinds, its compensation of b in flight: b's compensation is
+// drained, and the compensation of a, still queued in the saga, runs
+// with the cancel's compensations before the cleanup.
+func TestCompensateOnCancelFinishesAnUnwinding(t *testing.T) {
+	h := newHarness(t)
+	h.register(`
+name: cancel-unwind
+version: 1
+compensate_on_cancel: true
+steps:
+  - id: trip
+    type: saga
+    steps:` + sagaStep("a") + `
+      - {id: b, type: task, service: trip, action: do, input: "'b'",
+         compensate: [{id: unb, type: task, service: trip, action: slow-undo, input: "'b'"}]}
+      - {id: c, type: task, service: trip, action: do, input: "'c'"}
+on_cancel:
+  - {id: tidy, type: task, service: trip, action: note, input: "'tidy'"}
+`)
+	w := newSagaWorld(h, map[string]int{"c": 1})
+	release := make(chan struct{})
+	h.e.Handle("trip", "slow-undo", func(_ context.Context, task engine.Task) (any, error) {
+		w.rec.add("undo:" + inputText(task.Input))
+		<-release
+		return nil, nil
+	})
+	h.run()
+
+	id := begin(h, "cancel-unwind", `{}`)
+	h.waitFor("b's compensation in flight", func() bool { return w.rec.count("undo:b") == 1 })
+	if err := h.e.Cancel(h.ctx, id, "changed plans"); err != nil {
+		t.Fatalf("cancelling: %v", err)
+	}
+	close(release)
+	checkStatus(t, h.wait(id), store.InstanceCancelled)
+
+	wantCalls(t, w, "do:a", "do:b", "do:c", "undo:b", "undo:a", "tidy")
+}

@@ -111,6 +111,9 @@ type parentLink struct {
 	Pointer  int64  `json:"pointer_id"`
 	Attempt  int    `json:"attempt"`
 	Token    string `json:"token"`
+	// Depth is how many parents the child has: 1 for the child of a top
+	// instance.
+	Depth int `json:"depth,omitempty"`
 }
 
 // haltedStep is an active step stopped by the instance's failure: what a
