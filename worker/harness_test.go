@@ -1,0 +1,160 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/weftworks/weft/engine"
+	"github.com/weftworks/weft/server"
+	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/sqlite"
+	"github.com/weftworks/weft/worker"
+)
+
+// weft is an engine on a SQLite file served over gRPC on a loopback port.
+type weft struct {
+	eng  *engine.Engine
+	addr string
+}
+
+// serveWeft starts weft for the test; claimTTL sets the task claim of
+// pull workers (0 for the default).
+func serveWeft(t *testing.T, claimTTL time.Duration) *weft {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "weft.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	eng := engine.New(st, engine.Options{
+		Logger: quiet, PollInterval: 50 * time.Millisecond, CancelGrace: 10 * time.Second,
+	})
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	api := server.New(eng, server.Options{Logger: quiet, TaskClaimTTL: claimTTL})
+	g := grpc.NewServer(api.ServerOptions()...)
+	api.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(func() {
+		api.Stop()
+		g.Stop()
+		eng.Stop()
+		st.Close()
+	})
+
+	return &weft{eng: eng, addr: lis.Addr().String()}
+}
+
+// start registers src and starts an instance of it with input.
+func (x *weft) start(t *testing.T, src, input string) string {
+	t.Helper()
+	def, err := x.eng.RegisterDefinition(context.Background(), []byte(src))
+	if err != nil {
+		t.Fatalf("registering: %v", err)
+	}
+	inst, _, err := x.eng.StartInstance(context.Background(), engine.StartParams{
+		Definition: def.Name, Input: json.RawMessage(input),
+	})
+	if err != nil {
+		t.Fatalf("starting: %v", err)
+	}
+
+	return inst.ID
+}
+
+// wait waits for the instance to end.
+func (x *weft) wait(t *testing.T, id string) store.Instance {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	inst, err := x.eng.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", id, err)
+	}
+
+	return inst
+}
+
+// runWorker runs w until the test ends (or stop is called) and reports
+// Run's error.
+func runWorker(t *testing.T, w *worker.Worker) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-errc
+			w.Close()
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+
+	return stop
+}
+
+// newWorker makes an insecure worker for service with opts filled in.
+func newWorker(t *testing.T, x *weft, opts worker.Options) *worker.Worker {
+	t.Helper()
+	opts.Address, opts.Insecure = x.addr, true
+	if opts.Service == "" {
+		opts.Service = "svc"
+	}
+	if opts.PollWait == 0 {
+		opts.PollWait = 500 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = newLogger(&logs{t: t})
+	}
+	w, err := worker.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return w
+}
+
+// logs keeps a worker's log lines.
+type logs struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	return l.buf.Write(p)
+}
+
+func (l *logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	return l.buf.String()
+}
+
+func newLogger(l *logs) *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
