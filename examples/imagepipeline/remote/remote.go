@@ -15,8 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"text/tabwriter"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
