@@ -22,43 +22,91 @@ import (
 
 // weft is an engine on a SQLite file served over gRPC on a loopback port.
 type weft struct {
-	eng  *engine.Engine
-	addr string
+	eng      *engine.Engine
+	addr     string
+	claimTTL time.Duration
+
+	mu   sync.Mutex
+	stop func()
 }
 
 // serveWeft starts weft for the test; claimTTL sets the task claim of
 // pull workers (0 for the default).
 func serveWeft(t *testing.T, claimTTL time.Duration) *weft {
 	t.Helper()
+	x := startEngine(t, claimTTL)
+	x.listen(t, "127.0.0.1:0")
+
+	return x
+}
+
+// startEngine starts the engine alone; listen serves it.
+func startEngine(t *testing.T, claimTTL time.Duration) *weft {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "weft.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.DiscardHandler)
 	eng := engine.New(st, engine.Options{
-		Logger: quiet, PollInterval: 50 * time.Millisecond, CancelGrace: 10 * time.Second,
+		Logger: slog.New(slog.DiscardHandler), PollInterval: 50 * time.Millisecond,
+		CancelGrace: 10 * time.Second,
 	})
 	if err := eng.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	api := server.New(eng, server.Options{Logger: quiet, TaskClaimTTL: claimTTL})
-	g := grpc.NewServer(api.ServerOptions()...)
-	api.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
+	x := &weft{eng: eng, claimTTL: claimTTL}
 	t.Cleanup(func() {
-		api.Stop()
-		g.Stop()
+		x.stopServing()
 		eng.Stop()
 		st.Close()
 	})
 
-	return &weft{eng: eng, addr: lis.Addr().String()}
+	return x
+}
+
+// listen serves the API on addr until stopServing.
+func (x *weft) listen(t *testing.T, addr string) {
+	t.Helper()
+	api := server.New(x.eng, server.Options{Logger: slog.New(slog.DiscardHandler), TaskClaimTTL: x.claimTTL})
+	g := grpc.NewServer(api.ServerOptions()...)
+	api.Register(g)
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.addr = lis.Addr().String()
+	x.stop = func() { api.Stop(); g.Stop() }
+}
+
+// stopServing closes the API's port and every connection to it.
+func (x *weft) stopServing() {
+	x.mu.Lock()
+	stop := x.stop
+	x.stop = nil
+	x.mu.Unlock()
+
+	if stop != nil {
+		stop()
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+
+	return addr
 }
 
 // start registers src and starts an instance of it with input.

@@ -36,7 +36,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	done := make(chan struct{})
 	go func() { running.Wait(); close(done) }()
-	w.log.Info("worker stopping", "grace", w.opts.Grace)
+	w.log.Info("worker stopping", keyGrace, w.opts.Grace)
 	select {
 	case <-done:
 	case <-time.After(w.opts.Grace):
@@ -287,6 +287,7 @@ func (w *Worker) report(ctx context.Context, ref *weftv1.TaskRef, out []byte, he
 			return outcome == weftv1.ReportOutcome_REPORT_OUTCOME_ALREADY_APPLIED, err
 		}
 		backoff = w.next(backoff)
+		w.log.Warn("reporting the task failed; retrying", keyErr, err, keyBackoff, backoff)
 		if !sleep(ctx, backoff) {
 			return false, fmt.Errorf("reporting the task: %w", err)
 		}

@@ -222,4 +222,6 @@ const (
 	keyAttempt = "attempt"
 	keyAction  = "action"
 	keyErr     = "err"
+	keyBackoff = "backoff"
+	keyGrace   = "grace"
 )

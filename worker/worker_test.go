@@ -331,3 +331,67 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestPollsUntilWeftComes starts the worker before weft listens: its
+// polls fail UNAVAILABLE and back off until weft serves.
+func TestPollsUntilWeftComes(t *testing.T) {
+	x := startEngine(t, 0)
+	x.addr = freeAddr(t)
+	l := &logs{t: t}
+	w := newWorker(t, x, worker.Options{Logger: newLogger(l)})
+	w.Handle("do", func(context.Context, worker.Task) (any, error) { return "ok", nil })
+	runWorker(t, w)
+
+	id := x.start(t, oneTask, `{"n": 1}`)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(l.String(), "polling tasks failed") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	x.listen(t, x.addr)
+
+	if inst := x.wait(t, id); inst.Status != store.InstanceCompleted {
+		t.Fatalf("instance %s (error %s), want completed", inst.Status, inst.Error)
+	}
+	if !strings.Contains(l.String(), "Unavailable") {
+		t.Fatalf("worker log has no failed poll:\n%s", l)
+	}
+}
+
+// TestReportRetriedWhileWeftDown stops weft's port while a handler runs:
+// the report fails UNAVAILABLE and is sent again once weft is back, so
+// the only attempt completes.
+func TestReportRetriedWhileWeftDown(t *testing.T) {
+	x := serveWeft(t, 0)
+	l := &logs{t: t}
+	w := newWorker(t, x, worker.Options{Logger: newLogger(l)})
+	started, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	w.Handle("do", func(context.Context, worker.Task) (any, error) {
+		calls.Add(1)
+		close(started)
+		<-release
+		return "reported late", nil
+	})
+	runWorker(t, w)
+
+	src := strings.Replace(oneTask, "retry: {max_attempts: 3, initial_interval: 10ms}",
+		"retry: {max_attempts: 1}", 1)
+	id := x.start(t, src, `{"n": 1}`)
+	<-started
+	x.stopServing()
+	close(release)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(l.String(), "reporting the task failed; retrying") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	x.listen(t, x.addr)
+
+	inst := x.wait(t, id)
+	if inst.Status != store.InstanceCompleted || string(inst.Output) != `"reported late"` || calls.Load() != 1 {
+		t.Fatalf("instance %s with %s (error %s) after %d calls, want completed after 1",
+			inst.Status, inst.Output, inst.Error, calls.Load())
+	}
+	if !strings.Contains(l.String(), "reporting the task failed; retrying") {
+		t.Fatalf("worker log has no retried report:\n%s", l)
+	}
+}
