@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,9 @@ type Config struct {
 	OutDir string
 	// Late delays the start of the named services.
 	Late map[string]time.Duration
+	// WeftLate, when set, starts the services first on a free port and
+	// weft that long after them: their polls fail until weft serves.
+	WeftLate time.Duration
 	// Progress receives a line each time the steps' progress changes;
 	// nil for none.
 	Progress io.Writer
@@ -66,25 +70,48 @@ type Result struct {
 // Run starts weft and the services, runs the pipeline and stops them.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	logs := &lineWriter{w: cfg.Logs}
-	weft, addr, err := startWeft(ctx, cfg, logs)
-	if err != nil {
-		return Result{}, err
+	listen := "127.0.0.1:0"
+	if cfg.WeftLate > 0 {
+		addr, err := freeAddr()
+		if err != nil {
+			return Result{}, err
+		}
+		listen = addr
 	}
-	defer weft.stop()
 
 	late, cancel := context.WithCancel(ctx)
 	var procs sync.WaitGroup
 	svcs := &procList{}
 	defer func() { cancel(); svcs.stopAll(); procs.Wait() }()
-	for _, name := range imagepipeline.Services {
-		procs.Go(func() {
-			if !sleep(late, cfg.Late[name]) {
-				return
-			}
-			svcs.start(cfg, name, addr, logs)
-		})
+	startServices := func(addr string) {
+		for _, name := range imagepipeline.Services {
+			procs.Go(func() {
+				if sleep(late, cfg.Late[name]) {
+					svcs.start(cfg, name, addr, logs)
+				}
+			})
+		}
+	}
+	if cfg.WeftLate > 0 {
+		startServices(listen)
+		if !sleep(ctx, cfg.WeftLate) {
+			return Result{}, ctx.Err()
+		}
 	}
 
+	weft, addr, err := startWeft(ctx, cfg, listen, logs)
+	if err != nil {
+		return Result{}, err
+	}
+	defer weft.stop()
+	if cfg.WeftLate == 0 {
+		startServices(addr)
+	}
+
+	return runPipeline(ctx, cfg, addr)
+}
+
+func runPipeline(ctx context.Context, cfg Config, addr string) (Result, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return Result{}, fmt.Errorf("dialling weft: %w", err)
@@ -97,6 +124,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	return follow(ctx, weftv1.NewWorkflowStateServiceClient(conn), id, cfg.Progress)
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr() (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer lis.Close()
+
+	return lis.Addr().String(), nil
 }
 
 func startPipeline(ctx context.Context, conn *grpc.ClientConn, cfg Config) (string, error) {
@@ -238,11 +276,11 @@ func startProc(name string, args []string, logs *lineWriter, lines func(string))
 	return p, nil
 }
 
-// startWeft starts `weft serve` on a free loopback port and returns the
-// address it serves on.
-func startWeft(ctx context.Context, cfg Config, logs *lineWriter) (*proc, string, error) {
+// startWeft starts `weft serve` on listen and returns the address it
+// serves on.
+func startWeft(ctx context.Context, cfg Config, listen string, logs *lineWriter) (*proc, string, error) {
 	addrc := make(chan string, 1)
-	p, err := startProc(cfg.Weft, []string{"serve", "--insecure", "--listen", "127.0.0.1:0",
+	p, err := startProc(cfg.Weft, []string{"serve", "--insecure", "--listen", listen,
 		"--database", filepath.Join(cfg.Dir, "weft.db"), "--log-format", "json",
 		"--poll-interval", "50ms"}, logs, func(line string) {
 		var rec struct{ Msg, Addr string }

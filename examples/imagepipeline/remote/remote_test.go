@@ -159,3 +159,21 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 
 	return w.buf.Write(p)
 }
+
+// TestWeftStartsLate starts the four services three seconds before weft:
+// their polls fail UNAVAILABLE and are retried with backoff until weft
+// serves, and the run completes.
+func TestWeftStartsLate(t *testing.T) {
+	cfg, logs := config(t)
+	cfg.WeftLate = 3 * time.Second
+	res := run(t, cfg, logs)
+
+	if res.Table.Photos != 4 || res.Table.Faces != 2 {
+		t.Fatalf("table of %d photos and %d faces, want 4 and 2", res.Table.Photos, res.Table.Faces)
+	}
+	for _, svc := range []string{"service=exif", "service=faces", "service=thumbs", "service=summary"} {
+		if !regexp.MustCompile(`polling tasks failed.*` + svc).MatchString(logs.String()) {
+			t.Errorf("no failed poll of %s in the logs:\n%s", svc, logs)
+		}
+	}
+}
