@@ -117,7 +117,7 @@ func TestUnknownActionFails(t *testing.T) {
 	}
 }
 
-// TestHeartbeatsKeepLongStep runs a step four times longer than its
+// TestHeartbeatsKeepLongStep runs a step three times longer than its
 // heartbeat timeout, with one attempt only: it completes because the
 // worker heartbeats.
 func TestHeartbeatsKeepLongStep(t *testing.T) {
@@ -126,11 +126,11 @@ func TestHeartbeatsKeepLongStep(t *testing.T) {
 	var calls atomic.Int32
 	w.Handle("do", func(ctx context.Context, task worker.Task) (any, error) {
 		calls.Add(1)
-		if task.HeartbeatTimeout != 400*time.Millisecond {
+		if task.HeartbeatTimeout != time.Second {
 			return nil, engine.NonRetryable("test", "heartbeat timeout "+task.HeartbeatTimeout.String())
 		}
 		select {
-		case <-time.After(1600 * time.Millisecond):
+		case <-time.After(3 * time.Second):
 			return "done", nil
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
@@ -139,7 +139,7 @@ func TestHeartbeatsKeepLongStep(t *testing.T) {
 	runWorker(t, w)
 
 	src := strings.Replace(oneTask, "retry: {max_attempts: 3, initial_interval: 10ms}",
-		"retry: {max_attempts: 1}\n    timeouts: {heartbeat: 400ms}", 1)
+		"retry: {max_attempts: 1}\n    timeouts: {heartbeat: 1s}", 1)
 	inst := x.wait(t, x.start(t, src, `{"n": 1}`))
 
 	if inst.Status != store.InstanceCompleted || calls.Load() != 1 {
@@ -225,13 +225,19 @@ func TestDuplicateCompletion(t *testing.T) {
 	})
 	var mu sync.Mutex
 	var keys []string
+	second := make(chan struct{})
 	w.Handle("do", func(_ context.Context, task worker.Task) (any, error) {
 		mu.Lock()
 		keys = append(keys, task.IdempotencyKey)
 		n := len(keys)
 		mu.Unlock()
 		if n == 1 {
-			time.Sleep(time.Second)
+			select {
+			case <-second:
+			case <-time.After(30 * time.Second):
+			}
+		} else {
+			close(second)
 		}
 		return n, nil
 	})
