@@ -18,26 +18,27 @@ import (
 // run.
 var Services = []string{"exif", "faces", "thumbs", "summary"}
 
-// HandleService adds the actions of service to w: read for exif, detect
+// actions maps each service to its one action and that action's handler.
+var actions = map[string]struct {
+	name    string
+	handler engine.HandlerFunc
+}{
+	"exif":    {"read", Handler(exif.Read)},
+	"faces":   {"detect", Handler(faces.Detect)},
+	"thumbs":  {"make", Handler(thumbs.Make)},
+	"summary": {"summarize", Handler(summary.Summarize)},
+}
+
+// HandleService adds the action of service to w: read for exif, detect
 // for faces, make for thumbs and summarize for summary.
 func HandleService(w *worker.Worker, service string) error {
-	var action string
-	var h engine.HandlerFunc
-	switch service {
-	case "exif":
-		action, h = "read", Handler(exif.Read)
-	case "faces":
-		action, h = "detect", Handler(faces.Detect)
-	case "thumbs":
-		action, h = "make", Handler(thumbs.Make)
-	case "summary":
-		action, h = "summarize", Handler(summary.Summarize)
-	default:
+	a, ok := actions[service]
+	if !ok {
 		return fmt.Errorf("service %q is not one of %v", service, Services)
 	}
 
-	w.Handle(action, func(ctx context.Context, t worker.Task) (any, error) {
-		return h(ctx, engine.Task{
+	w.Handle(a.name, func(ctx context.Context, t worker.Task) (any, error) {
+		return a.handler(ctx, engine.Task{
 			InstanceID: t.InstanceID, StepID: t.StepID, PointerID: t.PointerID,
 			Attempt: t.Attempt, Service: service, Action: t.Action, Input: t.Input,
 			IdempotencyKey: t.IdempotencyKey, Deadline: t.Deadline,

@@ -78,7 +78,7 @@ func serve(ctx context.Context, opts worker.Options, names []string) error {
 	for _, name := range names {
 		o := opts
 		o.Service = name
-		o.Logger = slog.Default().With("process", "imageservice")
+		o.Logger = slog.Default().With(keyProcess, "imageservice")
 		w, err := worker.New(o)
 		if err != nil {
 			return err
@@ -90,7 +90,7 @@ func serve(ctx context.Context, opts worker.Options, names []string) error {
 		workers = append(workers, w)
 	}
 
-	slog.Info("serving", "services", strings.Join(names, ","), "address", opts.Address)
+	slog.Info("serving", keyServices, strings.Join(names, ","), keyAddress, opts.Address)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() { _ = w.Run(ctx) })
@@ -99,3 +99,10 @@ func serve(ctx context.Context, opts worker.Options, names []string) error {
 
 	return nil
 }
+
+// Log keys, defined once.
+const (
+	keyProcess  = "process"
+	keyServices = "services"
+	keyAddress  = "address"
+)
