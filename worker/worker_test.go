@@ -214,8 +214,8 @@ func TestConcurrencyLimit(t *testing.T) {
 
 // TestDuplicateCompletion lets a task's claim run out while its handler
 // runs, so that weft hands the same attempt out again: both deliveries
-// carry the same idempotency key, the first report wins and the second
-// is answered already applied.
+// carry the same idempotency key, the first report to arrive wins and
+// the other is answered already applied.
 func TestDuplicateCompletion(t *testing.T) {
 	x := serveWeft(t, 200*time.Millisecond)
 	l := &logs{t: t}
@@ -257,8 +257,9 @@ func TestDuplicateCompletion(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	if inst.Status != store.InstanceCompleted || string(inst.Output) != "2" {
-		t.Fatalf("instance %s with %s, want completed with the second delivery's 2", inst.Status, inst.Output)
+	// Both deliveries end at once; whichever reports first is kept.
+	if got := string(inst.Output); inst.Status != store.InstanceCompleted || (got != "1" && got != "2") {
+		t.Fatalf("instance %s with %s, want completed with one delivery's 1 or 2", inst.Status, inst.Output)
 	}
 	if len(keys) != 2 || keys[0] != keys[1] {
 		t.Fatalf("idempotency keys %v, want the same key twice", keys)
