@@ -2,13 +2,16 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: help demo test test-race generate check-generated verify lint bench fuzz photos test-photos
+.PHONY: help demo pipeline test test-race generate check-generated verify lint bench fuzz photos test-photos
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-16s %s\n", $$1, $$2}'
 
 demo: ## Run the inventory workflow on an embedded SQLite file.
 	$(GO) run ./cmd/weft demo
+
+pipeline: ## Run the image pipeline across processes: weft serve, four services, the committed photos.
+	$(GO) run ./examples/imagepipeline/cmd/pipeline
 
 test: ## Run the tests.
 	$(GO) test $(PKGS)

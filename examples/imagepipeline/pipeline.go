@@ -57,10 +57,9 @@ var Definition []byte
 // Register adds the four steps to e as Go handlers: exif/read,
 // faces/detect, thumbs/make and summary/summarize.
 func Register(e *engine.Engine) {
-	e.Handle("exif", "read", Handler(exif.Read))
-	e.Handle("faces", "detect", Handler(faces.Detect))
-	e.Handle("thumbs", "make", Handler(thumbs.Make))
-	e.Handle("summary", "summarize", Handler(summary.Summarize))
+	for _, service := range Services {
+		e.Handle(service, actions[service].name, actions[service].handler)
+	}
 }
 
 // inputErrors are the errors that retrying cannot cure.
