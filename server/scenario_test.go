@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/store/postgres/pgtest"
 )
 
 // addTask adds the input's "add" to its "value".
@@ -60,7 +62,21 @@ func stepEvents(evs []*weftv1.AuditEvent) []string {
 // TestServeBasicRun is seed scenario 1 through the API: three steps run
 // in order by a pull worker, and the result is read back.
 func TestServeBasicRun(t *testing.T) {
-	p := startServe(t)
+	testBasicRun(t, startServe(t))
+}
+
+// TestServeBasicRunOnPostgres is seed scenario 1 through a weft serve
+// whose --database is a postgres:// URL, on a fresh schema.
+func TestServeBasicRunOnPostgres(t *testing.T) {
+	url, schema := pgtest.Schema(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	testBasicRun(t, startServe(t, "--database", url+sep+"search_path="+schema))
+}
+
+func testBasicRun(t *testing.T, p *serveProc) {
 	p.register(t, `
 name: basic
 version: 1

@@ -18,7 +18,7 @@ import (
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/server"
-	"github.com/weftworks/weft/store/sqlite"
+	"github.com/weftworks/weft/store/storeurl"
 )
 
 // Log attribute keys of the serve command.
@@ -56,7 +56,7 @@ func newServe(stderr io.Writer) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the weft gRPC API on an embedded SQLite database",
+		Short: "Serve the weft gRPC API on embedded SQLite or on PostgreSQL",
 		Long: "serve runs the engine and its gRPC API (the four weft.v1 services, the " +
 			"standard health service and server reflection) on one port. Settings come from " +
 			"flags, then WEFT_* environment variables, then the --config YAML file.",
@@ -76,7 +76,8 @@ func newServe(stderr io.Writer) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML file of settings, keyed by flag name")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7233", "address the gRPC server binds to")
-	fl.StringVar(&f.database, "database", "weft.db", "SQLite database file; created when missing")
+	fl.StringVar(&f.database, "database", "weft.db",
+		"SQLite database file (created when missing) or postgres:// URL")
 	fl.BoolVar(&f.insecure, "insecure", false,
 		"serve without TLS (and without authentication unless --identities): development only")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain of the server")
@@ -132,7 +133,7 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		return err
 	}
 
-	st, err := sqlite.Open(ctx, f.database)
+	st, err := storeurl.Open(ctx, f.database, storeurl.Options{})
 	if err != nil {
 		return fmt.Errorf("opening --database %s: %w", f.database, err)
 	}
