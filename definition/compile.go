@@ -2,6 +2,7 @@ package definition
 
 import (
 	"errors"
+	"math"
 	"regexp"
 	"strconv"
 	"time"
@@ -113,8 +114,11 @@ func (c *compiler) header(d *Definition, g *Graph) {
 			"starting with a letter, at most 128", d.Name)
 	}
 
-	if d.Version < 1 {
+	switch {
+	case d.Version < 1:
 		c.fs.add("version", "must be at least 1, got %d", d.Version)
+	case d.Version > math.MaxInt32:
+		c.fs.add("version", "must be at most %d, got %d", math.MaxInt32, d.Version)
 	}
 
 	if d.Deadline != "" {

@@ -86,6 +86,8 @@ func NewAuth(identities []Identity, clientCAs *x509.CertPool) (*Auth, error) {
 			}
 		}
 		if id.TokenSHA256 != "" {
+			// Hashes compare as lower-case hex, whatever case the file uses.
+			identities[i].TokenSHA256 = strings.ToLower(id.TokenSHA256)
 			if b, err := hex.DecodeString(id.TokenSHA256); err != nil || len(b) != sha256.Size {
 				return nil, fmt.Errorf("identities[%d].token_sha256: not a hex SHA-256", i)
 			}

@@ -34,6 +34,9 @@ type Options struct {
 	MaxPayloadBytes int
 	// MaxInFlight caps the calls served at once; past it a call is
 	// refused with RESOURCE_EXHAUSTED and a retry hint. Default 1024.
+	// Long polls for tasks and watch streams count apart, each against
+	// a cap of their own of the same size, so that idle waiters never
+	// lock out quick calls.
 	MaxInFlight int
 	// TaskClaimTTL is how long a pull worker holds a polled task before
 	// another worker may take it, unless a heartbeat renews the claim;
@@ -72,6 +75,8 @@ type Server struct {
 	opts  Options
 	log   *slog.Logger
 	slots chan struct{}
+	// waits are the slots of long polls and watch streams.
+	waits chan struct{}
 	// done ends the streams and long polls when the server stops.
 	done chan struct{}
 }
@@ -86,6 +91,7 @@ func New(e *engine.Engine, opts Options) *Server {
 		opts:  opts,
 		log:   opts.Logger,
 		slots: make(chan struct{}, opts.MaxInFlight),
+		waits: make(chan struct{}, opts.MaxInFlight),
 		done:  make(chan struct{}),
 	}
 }
@@ -122,7 +128,11 @@ func (s *Server) Stop() {
 func (s *Server) unaryInterceptor(
 	ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler,
 ) (any, error) {
-	release, err := s.acquire()
+	pool := s.slots
+	if info.FullMethod == weftv1.StepExecutionService_PollTasks_FullMethodName {
+		pool = s.waits
+	}
+	release, err := acquire(pool)
 	if err != nil {
 		return nil, s.status(info.FullMethod, err)
 	}
@@ -148,6 +158,12 @@ func (s *Server) unaryInterceptor(
 func (s *Server) streamInterceptor(
 	srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler,
 ) error {
+	release, err := acquire(s.waits)
+	if err != nil {
+		return s.status(info.FullMethod, err)
+	}
+	defer release()
+
 	if s.opts.Auth != nil {
 		ctx, err := s.opts.Auth.authorize(ss.Context(), info.FullMethod)
 		if err != nil {
@@ -171,11 +187,12 @@ type authedStream struct {
 
 func (a *authedStream) Context() context.Context { return a.ctx }
 
-// acquire takes a slot for one call, or refuses it with errOverloaded.
-func (s *Server) acquire() (func(), error) {
+// acquire takes a slot of pool for one call, or refuses it with
+// errOverloaded.
+func acquire(pool chan struct{}) (func(), error) {
 	select {
-	case s.slots <- struct{}{}:
-		return func() { <-s.slots }, nil
+	case pool <- struct{}{}:
+		return func() { <-pool }, nil
 	default:
 		return nil, errOverloaded
 	}

@@ -15,23 +15,33 @@ import (
 )
 
 // TestServeOverload checks that a call past --max-in-flight is refused
-// with RESOURCE_EXHAUSTED and a retry hint, and that the server serves
+// with RESOURCE_EXHAUSTED and a retry hint, that idle long polls count
+// apart so they never lock out quick calls, and that the server serves
 // again once the load is gone.
 func TestServeOverload(t *testing.T) {
 	p := startServe(t, "--max-in-flight", "1")
 	ctx := p.ctx(t)
 
+	poll := func(wait time.Duration) error {
+		_, err := p.steps.PollTasks(ctx, &weftv1.PollTasksRequest{
+			Service: "idle", Worker: "w", Wait: durationpb.New(wait),
+		})
+		return err
+	}
+	// The long poll tries again while a probe below holds the slot.
 	polling := make(chan error, 1)
 	go func() {
-		_, err := p.steps.PollTasks(ctx, &weftv1.PollTasksRequest{
-			Service: "idle", Worker: "w", Wait: durationpb.New(3 * time.Second),
-		})
-		polling <- err
+		for {
+			if err := poll(3 * time.Second); status.Code(err) != codes.ResourceExhausted {
+				polling <- err
+				return
+			}
+		}
 	}()
 
 	var refused error
-	waitFor(t, "a refusal while the long poll holds the only slot", func() bool {
-		_, refused = p.defs.ListDefinitions(ctx, &weftv1.ListDefinitionsRequest{})
+	waitFor(t, "a second poll refused while the long poll holds the only slot", func() bool {
+		refused = poll(0)
 		return status.Code(refused) == codes.ResourceExhausted
 	})
 	st := status.Convert(refused)
@@ -41,12 +51,15 @@ func TestServeOverload(t *testing.T) {
 	if _, ok := st.Details()[0].(*errdetails.RetryInfo); !ok {
 		t.Fatalf("details = %v, want RetryInfo", st.Details())
 	}
+	if _, err := p.defs.ListDefinitions(ctx, &weftv1.ListDefinitionsRequest{}); err != nil {
+		t.Fatalf("a quick call while a long poll waits: %v", err)
+	}
 
 	if err := <-polling; err != nil {
 		t.Fatalf("the long poll: %v", err)
 	}
-	if _, err := p.defs.ListDefinitions(ctx, &weftv1.ListDefinitionsRequest{}); err != nil {
-		t.Fatalf("after the load: %v", err)
+	if err := poll(0); err != nil {
+		t.Fatalf("a poll after the load: %v", err)
 	}
 }
 

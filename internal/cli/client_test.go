@@ -281,6 +281,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"publish", "e", "--data", "{"}, "--data: malformed JSON"},
 		{[]string{"definition", "list", "-o", "yaml"}, "--output"},
 		{[]string{"definition", "register", filepath.Join(t.TempDir(), "missing.yaml")}, "reading definition"},
+		{[]string{"token", "create", "x", "--role", "bogus"}, `unknown role "bogus"`},
 	}
 	for _, c := range cases {
 		_, errOut, code := weft(t, addr, c.args...)

@@ -68,13 +68,13 @@ func (c *client) start(ctx context.Context, def string, sf startFlags) error {
 func (c *client) waitFor(ctx context.Context, id string) error {
 	stream, err := c.state.WatchInstance(ctx, &weftv1.WatchInstanceRequest{InstanceId: id})
 	if err != nil {
-		return err
+		return fmt.Errorf("waiting for instance %s: %w", id, err)
 	}
 	for {
 		if _, err := stream.Recv(); err == io.EOF {
 			break
 		} else if err != nil {
-			return err
+			return fmt.Errorf("waiting for instance %s: %w", id, err)
 		}
 	}
 
@@ -88,7 +88,7 @@ func (c *client) waitFor(ctx context.Context, id string) error {
 
 	inst := got.GetInstance()
 	if inst.GetStatus() != weftv1.InstanceStatus_INSTANCE_STATUS_COMPLETED {
-		return fmt.Errorf("instance %s ended %s: %s%s", id, enumWord(inst.GetStatus().String()),
+		return fmt.Errorf("instance %s ended %s: %s %s", id, enumWord(inst.GetStatus().String()),
 			inst.GetReason(), inst.GetError())
 	}
 

@@ -21,6 +21,14 @@ func newTokenCmd(out io.Writer) *cobra.Command {
 		Short: "Print a new random token and the identities entry that holds its hash",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			id := server.Identity{Name: args[0], Services: services}
+			for _, r := range roles {
+				id.Roles = append(id.Roles, server.Role(r))
+			}
+			if _, err := server.NewAuth([]server.Identity{id}, nil); err != nil {
+				return fmt.Errorf("--role: %w", err)
+			}
+
 			raw := make([]byte, 32)
 			if _, err := rand.Read(raw); err != nil {
 				return fmt.Errorf("making a token: %w", err)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -86,6 +87,16 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+
+	// The lock is named after the file's real path, so that a second
+	// process reaching the same file through a symbolic link, or by
+	// another relative path, finds the same lock.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
 	}
 
 	lock := flock.New(path + ".lock")

@@ -152,3 +152,23 @@ func TestNodes(t *testing.T) {
 		return s, s
 	})
 }
+
+// TestOpenThroughLinkIsLocked opens one file through a symbolic link
+// while it is open under its own name: the lock follows the file.
+func TestOpenThroughLinkIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.db")
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("opening store: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+
+	link := filepath.Join(dir, "b.db")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlite.Open(t.Context(), link); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("open through a link: error = %v, want ErrLocked", err)
+	}
+}

@@ -118,10 +118,10 @@ func lateReason(status store.InstanceStatus, st store.Step, token string, attemp
 	switch {
 	case status.Final():
 		return reasonFinished
-	case attempt != st.Attempt:
-		return reasonSuperseded
 	case st.Token == "" || token != st.Token:
 		return reasonToken
+	case attempt != st.Attempt:
+		return reasonSuperseded
 	}
 
 	return ""

@@ -146,6 +146,8 @@ func lateReports(
 		{"token", nil, func(p *store.StepReportParams) { p.Token = "other" }, "token does not match"},
 		{"no token", nil, func(p *store.StepReportParams) { p.Token = "" }, "token does not match"},
 		{"superseded", nil, func(p *store.StepReportParams) { p.Attempt = 2 }, "attempt superseded"},
+		{"guessed attempt", nil, func(p *store.StepReportParams) { p.Attempt, p.Token = 2, "guess" },
+			"token does not match"},
 		{"not running", setStatus(store.StepPending), nil, "step not running"},
 	}
 	for _, tc := range cases {
