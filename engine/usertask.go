@@ -255,10 +255,11 @@ func (e *Engine) openUserTask(ctx context.Context, instanceID, step string) (sto
 		return store.Step{}, err
 	}
 
-	id, byPointer := strconv.ParseInt(step, 10, 64)
+	id, err := strconv.ParseInt(step, 10, 64)
+	byPointer := err == nil
 	var open []store.Step
 	for _, st := range steps {
-		if byPointer == nil && st.ID != id || byPointer != nil && st.StepID != step {
+		if byPointer && st.ID != id || !byPointer && st.StepID != step {
 			continue
 		}
 		if st.Status == store.StepWaiting && st.Assignee != "" &&

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -231,5 +232,40 @@ func TestUserTaskWhilePaused(t *testing.T) {
 	}
 	if _, ran := h.step(id, "paid"); !ran {
 		t.Error("the approve branch did not run")
+	}
+}
+
+// TestUserTaskByPointer answers one of two open tasks of one step, which
+// a step id cannot name, by its pointer id.
+func TestUserTaskByPointer(t *testing.T) {
+	h := newHarness(t)
+	h.register(`
+name: both
+version: 1
+steps:
+  - id: each
+    type: foreach
+    items: "['a', 'b']"
+    parallel: true
+    steps:
+      - {id: ask, type: user_task, prompt: "'Ship ' + item + '?'", assignee: "'ops'",
+         options: [ship, hold]}
+`)
+	h.run()
+	id := h.start("both", `{}`)
+	tasks := h.openTasks(engine.UserTaskFilter{InstanceID: id}, 2)
+
+	err := h.e.CompleteUserTask(h.ctx, id, "ask", "ship", "ann")
+	if !errors.Is(err, engine.ErrInvalid) || !strings.Contains(err.Error(), "step") {
+		t.Fatalf("ambiguous step: err = %v, want ErrInvalid naming step", err)
+	}
+	for _, task := range tasks {
+		ptr := strconv.FormatInt(task.PointerID, 10)
+		if err := h.e.CompleteUserTask(h.ctx, id, ptr, "ship", "ann"); err != nil {
+			t.Fatalf("completing pointer %s: %v", ptr, err)
+		}
+	}
+	if inst := h.wait(id); inst.Status != store.InstanceCompleted {
+		t.Errorf("status = %s, want completed", inst.Status)
 	}
 }

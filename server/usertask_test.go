@@ -15,9 +15,10 @@ import (
 )
 
 // TestServeUserTasks runs weft serve with bearer tokens over TLS: a
-// reader lists a user task but may not answer it, a user-task actor
-// answers it, an unknown option and a second answer are refused, and the
-// step's output and audit row name the actor as the chooser.
+// reader lists a user task but may not answer it (the refusal audited),
+// a user-task actor answers it, an unknown option and a second answer
+// are refused, and the step's output and audit row name the actor as
+// the chooser.
 func TestServeUserTasks(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t, "weft test CA")
@@ -104,14 +105,20 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
+	var chosen, refused bool
 	for _, ev := range audit.GetEvents() {
-		if ev.GetType() == "user_task_completed" && strings.Contains(ev.GetData(), `"alice"`) {
-			found = true
+		switch ev.GetType() {
+		case "user_task_completed":
+			chosen = chosen || strings.Contains(ev.GetData(), `"alice"`)
+		case "request_refused":
+			refused = refused || strings.Contains(ev.GetData(), `"bob"`)
 		}
 	}
-	if !found {
+	if !chosen {
 		t.Errorf("no user_task_completed audit row names alice: %v", audit.GetEvents())
+	}
+	if !refused {
+		t.Errorf("no request_refused audit row names the reader bob: %v", audit.GetEvents())
 	}
 }
 
