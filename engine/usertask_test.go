@@ -47,9 +47,16 @@ func (h *harness) openTasks(f engine.UserTaskFilter, n int) []engine.UserTask {
 
 // TestUserTaskCompletes lists an open user task by assignee and
 // instance, refuses an unknown option, completes it with the chooser
-// recorded in the output and the audit, and refuses a second answer.
+// recorded in the output and the audit, and refuses a second answer, on
+// SQLite and on PostgreSQL.
 func TestUserTaskCompletes(t *testing.T) {
-	h := newHarness(t)
+	for name, at := range bothStores {
+		t.Run(name, func(t *testing.T) { userTaskCompletes(t, at(t)) })
+	}
+}
+
+func userTaskCompletes(t *testing.T, open opener) {
+	h := newHarnessOn(t, open, fastOptions())
 	h.register(userTaskDef)
 	h.run()
 	id := h.start("refund", `{"amount": 40, "approver": "alice"}`)
