@@ -286,5 +286,7 @@ func (c *compiler) build(n *Node, depth int) {
 		c.workflow(n, depth)
 	case KindSchedule, KindRecur:
 		c.beside(n, depth)
+	case KindUserTask:
+		c.userTask(n)
 	}
 }

@@ -44,6 +44,8 @@ const (
 	// KindRecur runs its steps every interval, beside the main path,
 	// until a condition holds.
 	KindRecur Kind = "recur"
+	// KindUserTask waits for a person to choose one of its options.
+	KindUserTask Kind = "user_task"
 )
 
 // FailureAction is what happens when a task step has spent its attempts.
@@ -247,6 +249,17 @@ type Step struct {
 	// Then is what a saga does once it has unwound: continue (the
 	// default), retry or end.
 	Then SagaThen `json:"then,omitempty"`
+
+	// Prompt (an expression giving a string: plain text is written as a
+	// quoted literal) is what a user task asks; Assignee (an expression
+	// giving a string) is who is asked; Options are the answers the
+	// person chooses from. After Timeout, EscalateTo (an expression
+	// giving a string) is the new assignee; without it a timeout fails
+	// the step by OnFailure.
+	Prompt     string   `json:"prompt,omitempty"`
+	Assignee   string   `json:"assignee,omitempty"`
+	Options    []string `json:"options,omitempty"`
+	EscalateTo string   `json:"escalate_to,omitempty"`
 
 	// Outcome is an expression giving a task's outcome value from its
 	// output (seen as result); by default the outcome is the output.

@@ -111,6 +111,14 @@ type Node struct {
 	CancelIf       *Expr
 	CancelContinue bool
 
+	// User task fields: Timeout (above) and EscalateTo, when set,
+	// reassign the task once; OnFailure (above) applies to a timeout
+	// without escalation.
+	Prompt     *Expr
+	Assignee   *Expr
+	Options    []string
+	EscalateTo *Expr
+
 	// Target is the step a goto continues at.
 	Target *Node
 

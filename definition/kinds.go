@@ -27,12 +27,14 @@ var kindFields = map[Kind][]string{
 	KindWorkflow: {"workflow", "version", "input", "output", "retry", "on_failure",
 		"compensate"},
 	KindEnd: {},
+	KindUserTask: {"prompt", "assignee", "options", "output", "timeout", "escalate_to",
+		"on_failure"},
 }
 
 // article names a step of kind k for messages: "a task step", "an if
-// step".
+// step", "a user_task step".
 func article(k Kind) string {
-	if strings.IndexByte("aeiou", string(k)[0]) >= 0 {
+	if k != KindUserTask && strings.IndexByte("aeiou", string(k)[0]) >= 0 {
 		return "an " + string(k) + " step"
 	}
 
@@ -402,4 +404,62 @@ func (c *compiler) wait(n *Node, depth int) {
 	}
 	n.CancelContinue = s.CancelContinue
 	n.Output = c.output(n)
+}
+
+// userTask checks and compiles a user task step.
+func (c *compiler) userTask(n *Node) {
+	s := n.Step
+	if c.required(n, "prompt", s.Prompt) {
+		n.Prompt = c.typedExpr(fieldPath(n.Path, "prompt"), s.Prompt, "a string",
+			reflect.String)
+	}
+	if c.required(n, "assignee", s.Assignee) {
+		n.Assignee = c.typedExpr(fieldPath(n.Path, "assignee"), s.Assignee, "a string",
+			reflect.String)
+	}
+	c.options(n)
+
+	if s.Timeout != "" {
+		n.Timeout = c.duration(fieldPath(n.Path, "timeout"), s.Timeout)
+	}
+	if s.EscalateTo != "" {
+		at := fieldPath(n.Path, "escalate_to")
+		n.EscalateTo = c.typedExpr(at, s.EscalateTo, "a string", reflect.String)
+		if s.Timeout == "" {
+			c.fs.add(at, "needs a timeout")
+		}
+	}
+
+	n.OnFailure = c.onFailure
+	if c.sagaDepth > 0 {
+		n.OnFailure = Compensate
+	}
+	if c.checkAction(fieldPath(n.Path, "on_failure"), s.OnFailure) && s.OnFailure != "" {
+		n.OnFailure = s.OnFailure
+	}
+	n.Output = c.output(n)
+}
+
+// options checks a user task's options: at least one, none empty, no
+// two alike.
+func (c *compiler) options(n *Node) {
+	at := fieldPath(n.Path, "options")
+	if len(n.Step.Options) == 0 {
+		c.fs.add(at, "a user task needs at least one option")
+		return
+	}
+
+	seen := map[string]int{}
+	for i, o := range n.Step.Options {
+		switch first, dup := seen[o]; {
+		case strings.TrimSpace(o) == "":
+			c.fs.add(indexPath(at, i), "empty option")
+		case dup:
+			c.fs.add(indexPath(at, i), "duplicate option %q (first at %s)", o,
+				indexPath(at, first))
+		default:
+			seen[o] = i
+		}
+	}
+	n.Options = n.Step.Options
 }

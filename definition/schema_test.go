@@ -70,6 +70,7 @@ func TestSchemaRefusesInvalidExamples(t *testing.T) {
 		"on_timeout_without_timeout", "parallel_without_branches", "reserved_id",
 		"switch_without_cases", "task_without_service", "unknown_field", "unknown_type",
 		"wait_without_event_or_key", "while_without_condition", "wrong_value_type",
+		"user_task_empty_options", "user_task_duplicate_options", "escalate_to_without_timeout",
 	} {
 		file := filepath.Join("testdata", "invalid", name+".yaml")
 		if err := s.Validate(plainSource(t, file)); err == nil {

@@ -36,6 +36,8 @@ func (r *run) handleReport(p *ptr) {
 		}
 		r.audit(auditEventReceived, p, map[string]any{"event_id": rep.EventID})
 		r.complete(p, out, true)
+	case store.ReportChoice:
+		r.userTaskChosen(p, rep)
 	case store.ReportCompleted:
 		if !p.inFlight() {
 			return
@@ -212,6 +214,10 @@ func (r *run) handleTimer(t store.Timer) {
 			}, auditStepTimedOut)
 		}
 	case store.TimerWaitTimeout:
+		if p.isUserTask() {
+			r.userTaskTimedOut(p)
+			return
+		}
 		if p.row.Status == store.StepWaiting {
 			r.dropSubscription(p.row.ID)
 			p.st.TimedOut = true

@@ -76,6 +76,8 @@ func (r *run) activate(p *ptr) {
 		r.jump(p)
 	case definition.KindEnd:
 		r.end(p)
+	case definition.KindUserTask:
+		r.startUserTask(p)
 	default:
 		r.fail(fmt.Errorf("step %s: kind %q cannot run", p.node.ID, p.node.Kind))
 	}
@@ -465,7 +467,8 @@ func (r *run) complete(p *ptr, out any, hasOut bool) {
 
 // recorded reports whether steps of kind k keep their output in scope.
 func recorded(k definition.Kind) bool {
-	return k == definition.KindTask || k == definition.KindWait || k == definition.KindWorkflow
+	return k == definition.KindTask || k == definition.KindWait || k == definition.KindWorkflow ||
+		k == definition.KindUserTask
 }
 
 // record keeps a step's output in the nearest scope (the root, or the

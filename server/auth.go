@@ -36,6 +36,9 @@ const (
 	RoleReader Role = "reader"
 	// RoleWorker takes and reports the tasks of the identity's services.
 	RoleWorker Role = "worker"
+	// RoleUserTask lists and answers user tasks; the identity's name is
+	// recorded as the chooser.
+	RoleUserTask Role = "user_task"
 )
 
 var (
@@ -81,7 +84,7 @@ func NewAuth(identities []Identity, clientCAs *x509.CertPool) (*Auth, error) {
 			return nil, fmt.Errorf("identities[%d].name: required", i)
 		}
 		for _, r := range id.Roles {
-			if !slices.Contains([]Role{RoleAdmin, RoleOperator, RoleReader, RoleWorker}, r) {
+			if !slices.Contains([]Role{RoleAdmin, RoleOperator, RoleReader, RoleWorker, RoleUserTask}, r) {
 				return nil, fmt.Errorf("identities[%d].roles: unknown role %q", i, r)
 			}
 		}
@@ -213,6 +216,8 @@ var methodRoles = map[string][]Role{
 	"WorkflowExecutionService/":                     {RoleOperator},
 	"WorkflowStateService/":                         {RoleAdmin, RoleOperator, RoleReader},
 	"StepExecutionService/":                         {RoleWorker},
+	"UserTaskService/ListUserTasks":                 {RoleAdmin, RoleOperator, RoleReader, RoleUserTask},
+	"UserTaskService/CompleteUserTask":              {RoleOperator, RoleUserTask},
 }
 
 // rolesFor returns the roles a method takes; needed is false for methods

@@ -200,6 +200,24 @@ func badCases(id string) map[string][]badCase {
 			invalid("task id without worker", &weftv1.HeartbeatTaskRequest{Task: ref(nil), TaskId: 1}, "worker"),
 			notFound("unknown instance", &weftv1.HeartbeatTaskRequest{Task: unknownRef}, "task"),
 		},
+		"/weft.v1.UserTaskService/ListUserTasks": {
+			invalid("negative page size", &weftv1.ListUserTasksRequest{PageSize: -1}, "page_size"),
+			invalid("page size over the cap", &weftv1.ListUserTasksRequest{PageSize: 5000}, "page_size"),
+			invalid("bad page token", &weftv1.ListUserTasksRequest{PageToken: "!!"}, "page_token"),
+			invalid("oversized assignee", &weftv1.ListUserTasksRequest{Assignee: longName}, "assignee"),
+		},
+		"/weft.v1.UserTaskService/CompleteUserTask": {
+			invalid("missing instance", &weftv1.CompleteUserTaskRequest{Step: "a", Option: "x"},
+				"instance_id"),
+			invalid("missing step", &weftv1.CompleteUserTaskRequest{InstanceId: id, Option: "x"},
+				"step"),
+			invalid("missing option", &weftv1.CompleteUserTaskRequest{InstanceId: id, Step: "a"},
+				"option"),
+			invalid("oversized step", &weftv1.CompleteUserTaskRequest{InstanceId: id,
+				Step: longName, Option: "x"}, "step"),
+			notFound("unknown instance", &weftv1.CompleteUserTaskRequest{InstanceId: unknown,
+				Step: "a", Option: "x"}, "instance_id"),
+		},
 	}
 }
 
@@ -272,8 +290,8 @@ func servedServices(t *testing.T) []protoreflect.ServiceDescriptor {
 		}
 		return true
 	})
-	if len(out) != 4 {
-		t.Fatalf("found %d served services, want 4", len(out))
+	if len(out) != 5 {
+		t.Fatalf("found %d served services, want 5", len(out))
 	}
 
 	return out

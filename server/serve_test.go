@@ -27,6 +27,7 @@ func TestServeGrpcurl(t *testing.T) {
 		"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
 		"weft.v1.StepExecutionService", "weft.v1.WorkflowDefinitionService",
 		"weft.v1.WorkflowExecutionService", "weft.v1.WorkflowStateService",
+		"weft.v1.UserTaskService",
 	}
 	for _, name := range want {
 		if !slices.Contains(strings.Fields(out), name) {

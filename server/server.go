@@ -96,13 +96,14 @@ func New(e *engine.Engine, opts Options) *Server {
 	}
 }
 
-// Register adds the four weft.v1 services to g. Build g with
+// Register adds the five weft.v1 services to g. Build g with
 // ServerOptions so that errors are mapped and load is bounded.
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	weftv1.RegisterWorkflowDefinitionServiceServer(g, &definitionService{s: s})
 	weftv1.RegisterWorkflowExecutionServiceServer(g, &executionService{s: s})
 	weftv1.RegisterWorkflowStateServiceServer(g, &stateService{s: s})
 	weftv1.RegisterStepExecutionServiceServer(g, &stepService{s: s})
+	weftv1.RegisterUserTaskServiceServer(g, &userTaskService{s: s})
 }
 
 // ServerOptions returns the interceptors a grpc.Server needs for s: the

@@ -164,8 +164,11 @@ type Step struct {
 	// Service and Action are set on task steps.
 	Service string
 	Action  string
-	Input   json.RawMessage
-	Output  json.RawMessage
+	// Assignee is set on user task steps: who is asked. A waiting step
+	// with an assignee is an open user task.
+	Assignee string
+	Input    json.RawMessage
+	Output   json.RawMessage
 	// Error is the last error, as JSON.
 	Error json.RawMessage
 	// State is the engine's bookkeeping for the pointer (block position,
@@ -200,6 +203,9 @@ const (
 	// sub-workflow child). It is accepted for any non-final step of a
 	// non-final instance whatever its attempt, status or token.
 	ReportCancel ReportKind = "cancel"
+	// ReportChoice is a person's answer to a user task. Unlike the
+	// others it is accepted for a step that is waiting, not running.
+	ReportChoice ReportKind = "choice"
 )
 
 // Report is an outcome accepted for a pointer's current attempt.
@@ -436,6 +442,9 @@ type Store interface {
 	// StepHeartbeat records a heartbeat for the current attempt and
 	// moves its heartbeat timer, never past the start-to-close cap.
 	StepHeartbeat(ctx context.Context, p StepHeartbeatParams) (ReportResult, error)
+	// UserTaskList lists the open user tasks (waiting steps with an
+	// assignee) by filter, oldest first, with paging.
+	UserTaskList(ctx context.Context, f UserTaskFilter) (UserTaskPage, error)
 	// StepList returns every step of an instance ordered by id.
 	StepList(ctx context.Context, instanceID string) ([]Step, error)
 	// StepChildren returns the finished children of a pointer by slot.
@@ -526,6 +535,22 @@ type InstanceFilter struct {
 // InstancePage is a page of instances.
 type InstancePage struct {
 	Instances     []Instance
+	NextPageToken string
+}
+
+// UserTaskFilter selects open user tasks for UserTaskList; empty fields
+// match every task.
+type UserTaskFilter struct {
+	Assignee   string
+	InstanceID string
+	// PageSize bounds the page (default 100); PageToken continues one.
+	PageSize  int
+	PageToken string
+}
+
+// UserTaskPage is a page of open user tasks, as their step rows.
+type UserTaskPage struct {
+	Steps         []Step
 	NextPageToken string
 }
 

@@ -40,7 +40,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	cf.register(root)
 	root.AddCommand(newDemo(stdout, stderr), newServe(stderr),
 		newDefinitionCmd(&cf, stdout), newInstanceCmd(&cf, stdout), newStartCmd(&cf, stdout),
-		newEventsCmd(&cf, stdout), newPublishCmd(&cf, stdout), newTokenCmd(stdout))
+		newEventsCmd(&cf, stdout), newPublishCmd(&cf, stdout), newUserTaskCmd(&cf, stdout),
+		newTokenCmd(stdout))
 
 	return root
 }

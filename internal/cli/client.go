@@ -107,12 +107,13 @@ func envOr(name, def string) string {
 	return def
 }
 
-// client is a connection to a weft server with its four service clients.
+// client is a connection to a weft server with its service clients.
 type client struct {
 	conn  *grpc.ClientConn
 	defs  weftv1.WorkflowDefinitionServiceClient
 	exec  weftv1.WorkflowExecutionServiceClient
 	state weftv1.WorkflowStateServiceClient
+	tasks weftv1.UserTaskServiceClient
 	out   io.Writer
 	flags *clientFlags
 }
@@ -138,6 +139,7 @@ func (f *clientFlags) dial(out io.Writer) (*client, error) {
 		defs:  weftv1.NewWorkflowDefinitionServiceClient(conn),
 		exec:  weftv1.NewWorkflowExecutionServiceClient(conn),
 		state: weftv1.NewWorkflowStateServiceClient(conn),
+		tasks: weftv1.NewUserTaskServiceClient(conn),
 		out:   out,
 		flags: f,
 	}, nil

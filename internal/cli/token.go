@@ -44,7 +44,7 @@ func newTokenCmd(out io.Writer) *cobra.Command {
 			return err
 		},
 	}
-	create.Flags().StringSliceVar(&roles, "role", []string{"reader"}, "admin, operator, reader or worker")
+	create.Flags().StringSliceVar(&roles, "role", []string{"reader"}, "admin, operator, reader, worker or user_task")
 	create.Flags().StringSliceVar(&services, "service", nil, "services a worker runs")
 	cmd.AddCommand(create)
 

@@ -149,3 +149,77 @@ func parsePageToken(token string) (int64, string, error) {
 
 	return n, id, nil
 }
+
+// UserTaskList lists the open user tasks by filter, oldest first
+// (created_at, then instance id, then pointer id). The partial index
+// workflow_steps_user_tasks holds exactly the open tasks, so the query
+// reads no other step. The page token is an opaque cursor after the last
+// row; the page size defaults to 100 and is capped at 1000.
+func (s *Store) UserTaskList(ctx context.Context, f store.UserTaskFilter) (store.UserTaskPage, error) {
+	where := []string{`status = 'waiting'`, `assignee <> ''`}
+	var args []any
+	if f.Assignee != "" {
+		where = append(where, `assignee = ?`)
+		args = append(args, f.Assignee)
+	}
+	if f.InstanceID != "" {
+		where = append(where, `instance_id = ?`)
+		args = append(args, f.InstanceID)
+	}
+	if f.PageToken != "" {
+		created, inst, id, err := parseTaskToken(f.PageToken)
+		if err != nil {
+			return store.UserTaskPage{}, fmt.Errorf("listing user tasks: %w", err)
+		}
+		where = append(where, `(created_at > ? OR (created_at = ? AND (instance_id > ? OR `+
+			`(instance_id = ? AND id > ?))))`)
+		args = append(args, created, created, inst, inst, id)
+	}
+
+	size := f.PageSize
+	if size <= 0 {
+		size = DefaultPageSize
+	}
+	size = min(size, MaxPageSize)
+
+	query := `SELECT ` + stepColumns + ` FROM workflow_steps WHERE ` +
+		strings.Join(where, ` AND `) + ` ORDER BY created_at, instance_id, id LIMIT ?`
+	rows, err := s.readQuery(ctx, query, append(args, size+1)...)
+	if err != nil {
+		return store.UserTaskPage{}, fmt.Errorf("listing user tasks: %w", err)
+	}
+
+	steps, err := collect(rows, scanStep)
+	if err != nil {
+		return store.UserTaskPage{}, fmt.Errorf("listing user tasks: %w", err)
+	}
+
+	page := store.UserTaskPage{Steps: steps}
+	if len(steps) > size {
+		page.Steps = steps[:size]
+		last := steps[size-1]
+		page.NextPageToken = pageToken(ms(last.CreatedAt),
+			last.InstanceID+"/"+strconv.FormatInt(last.ID, 10))
+	}
+
+	return page, nil
+}
+
+// parseTaskToken reads a cursor made by UserTaskList.
+func parseTaskToken(token string) (created int64, instanceID string, id int64, err error) {
+	created, rest, err := parsePageToken(token)
+	if err != nil {
+		return 0, "", 0, err
+	}
+
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return 0, "", 0, errBadPageToken
+	}
+	id, err = strconv.ParseInt(rest[i+1:], 10, 64)
+	if err != nil {
+		return 0, "", 0, errBadPageToken
+	}
+
+	return created, rest[:i], id, nil
+}

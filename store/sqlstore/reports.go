@@ -64,7 +64,7 @@ func (w *writer) report(ctx context.Context, p store.StepReportParams) (store.Re
 		return store.ReportResult{Outcome: store.ReportDuplicate, Stored: st.Report}, nil
 	}
 
-	if reason == "" && st.Status != store.StepDispatched && st.Status != store.StepRunning {
+	if reason == "" && !reportable(p.Kind, st.Status) {
 		reason = reasonNotRunning
 	}
 
@@ -83,6 +83,16 @@ func (w *writer) report(ctx context.Context, p store.StepReportParams) (store.Re
 	}
 
 	return store.ReportResult{Outcome: store.ReportAccepted}, w.wake(ctx, p.InstanceID, p.Now)
+}
+
+// reportable reports whether a step in this status takes a report of
+// this kind: a choice a waiting user task, any other a running attempt.
+func reportable(kind store.ReportKind, status store.StepStatus) bool {
+	if kind == store.ReportChoice {
+		return status == store.StepWaiting
+	}
+
+	return status == store.StepDispatched || status == store.StepRunning
 }
 
 // cancelReport accepts a cancel request for a step that is not final in

@@ -14,7 +14,7 @@ import (
 const stepColumns = `instance_id, id, rev, created_at, step_id, parent_id, slot, status,
 	attempt, service, action, input, output, error, state, token, work, report_kind,
 	report_attempt, report_output, report_error, report_event, report_at, started_at,
-	ended_at`
+	ended_at, assignee`
 
 // finalStepStatuses is the SQL list of final step statuses.
 const finalStepStatuses = `('completed', 'failed', 'skipped', 'cancelled', 'compensated')`
@@ -85,7 +85,7 @@ func scanStep(r rowScanner) (store.Step, error) {
 		jsonCol{&st.Input}, jsonCol{&st.Output}, jsonCol{&st.Error}, jsonCol{&st.State},
 		&st.Token, boolCol{&st.Work}}
 	dest = append(dest, rep.dest()...)
-	dest = append(dest, timeCol{&st.StartedAt}, timeCol{&st.EndedAt})
+	dest = append(dest, timeCol{&st.StartedAt}, timeCol{&st.EndedAt}, &st.Assignee)
 	if err := r.Scan(dest...); err != nil {
 		return store.Step{}, err
 	}
@@ -113,7 +113,7 @@ func stepValues(st store.Step) ([]any, error) {
 		boolInt(st.Work)}
 	args = append(args, rep...)
 
-	return append(args, nullMS(st.StartedAt), nullMS(st.EndedAt)), nil
+	return append(args, nullMS(st.StartedAt), nullMS(st.EndedAt), st.Assignee), nil
 }
 
 // insertStep writes a new pointer with rev 1; ErrConflict when the id is
@@ -130,7 +130,7 @@ func (w *writer) insertStep(ctx context.Context, instanceID string, st store.Ste
 
 	args := append([]any{instanceID, st.ID, 1, ms(st.CreatedAt)}, vals...)
 	n, err := w.exec(ctx, `INSERT INTO workflow_steps (`+stepColumns+`) VALUES (
-		?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`, args...)
 	if err != nil {
 		return fmt.Errorf("inserting step %d: %w", st.ID, err)
@@ -156,7 +156,7 @@ func (w *writer) updateStep(ctx context.Context, instanceID string, st store.Ste
 		status = ?, attempt = ?, service = ?, action = ?, input = ?, output = ?, error = ?,
 		state = ?, token = ?, work = ?, report_kind = ?, report_attempt = ?,
 		report_output = ?, report_error = ?, report_event = ?, report_at = ?,
-		started_at = ?, ended_at = ?, rev = rev + 1
+		started_at = ?, ended_at = ?, assignee = ?, rev = rev + 1
 		WHERE instance_id = ? AND id = ? AND rev = ?`, args...)
 	if err != nil {
 		return fmt.Errorf("updating step %d: %w", st.ID, err)

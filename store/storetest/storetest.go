@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GroupCommit", GroupCommit},
 		{"Stats", Stats},
 		{"Purge", Purge},
+		{"UserTasks", UserTasks},
 	}
 	for _, s := range suites {
 		t.Run(s.name, func(t *testing.T) {
