@@ -157,6 +157,7 @@ func badCases(id string) map[string][]badCase {
 		"/weft.v1.WorkflowStateService/WatchInstance": {
 			invalid("missing instance", &weftv1.WatchInstanceRequest{}, "instance_id"),
 			invalid("negative seq", &weftv1.WatchInstanceRequest{InstanceId: id, AfterSeq: -1}, "after_seq"),
+			invalid("future seq", &weftv1.WatchInstanceRequest{InstanceId: id, AfterSeq: 1 << 40}, "after_seq"),
 			notFound("unknown instance", &weftv1.WatchInstanceRequest{InstanceId: unknown}, "instance_id"),
 		},
 		"/weft.v1.WorkflowStateService/WatchLifecycle": {

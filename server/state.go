@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
@@ -190,10 +192,13 @@ func (r *stateService) WatchInstance(
 	}
 
 	after := req.GetAfterSeq()
-	for delay := time.Duration(0); ; delay = r.s.backoff(delay) {
+	for delay, first := time.Duration(0), true; ; delay, first = r.s.backoff(delay), false {
 		inst, err := r.s.eng.Instance(ctx, req.GetInstanceId())
 		if err != nil {
 			return onField("instance_id", err)
+		}
+		if first && after > inst.LastSeq {
+			return invalidField("after_seq", "%d is past the instance's last seq %d", after, inst.LastSeq)
 		}
 
 		evs, err := r.s.eng.Audit(ctx, inst.ID, after, watchBatchSize)
@@ -216,7 +221,13 @@ func (r *stateService) WatchInstance(
 			return nil
 		}
 		if !r.s.sleep(ctx, delay) {
-			return ctx.Err()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// The server stops: say so, so that the client watches again
+			// from where it was rather than taking the end for the
+			// instance's.
+			return status.Errorf(codes.Unavailable, "server stopping; watch again after seq %d", after)
 		}
 	}
 }
