@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -351,6 +352,10 @@ func (s *Server) auditRefusal(ctx context.Context, req any, method string, err e
 	} else if who, aerr := s.opts.Auth.authenticate(ctx); aerr == nil {
 		caller = who.Name
 	}
+	if !s.refusals.admit(caller+"\x00"+id+"\x00"+method, time.Now()) {
+		s.log.Info("refusal not audited again", keyInstance, id, keyErr, err)
+		return
+	}
 	data, _ := json.Marshal(map[string]string{"identity": caller, "method": method, "reason": err.Error()})
 
 	aerr := s.store.AuditAppend(context.WithoutCancel(ctx), id, time.Now(), store.AuditEvent{
@@ -372,4 +377,37 @@ func requestInstance(req any) string {
 	}
 
 	return ""
+}
+
+// refusalWindow is how long a refusal of one identity, instance and
+// method is audited once: the rest in the window are only logged, so
+// that a caller cannot grow an instance's audit log without bound.
+const refusalWindow = time.Minute
+
+// maxRefusalKeys bounds the refusals remembered in one window.
+const maxRefusalKeys = 10000
+
+// refusalLimiter remembers which refusals were audited in the current
+// window; its memory is bounded by maxRefusalKeys.
+type refusalLimiter struct {
+	mu    sync.Mutex
+	start time.Time
+	seen  map[string]struct{}
+}
+
+// admit reports whether the refusal named key is the first of its window.
+func (l *refusalLimiter) admit(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	if l.seen == nil || now.Sub(l.start) >= refusalWindow || len(l.seen) >= maxRefusalKeys {
+		l.seen = map[string]struct{}{}
+		l.start = now
+	}
+	if _, ok := l.seen[key]; ok {
+		return false
+	}
+	l.seen[key] = struct{}{}
+
+	return true
 }

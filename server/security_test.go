@@ -207,6 +207,11 @@ func TestServeSecurity(t *testing.T) {
 	reader := dialSecure(t, p.addr, ca, nil, nil, "reader-token")
 	_, err = reader.exec.CancelInstance(ctx, &weftv1.CancelInstanceRequest{InstanceId: id})
 	wantCode(t, "a reader cancelling", err, codes.PermissionDenied)
+	for range 5 {
+		// The same refusal again within a minute is logged, not audited.
+		_, err = reader.exec.CancelInstance(ctx, &weftv1.CancelInstanceRequest{InstanceId: id})
+		wantCode(t, "a reader cancelling again", err, codes.PermissionDenied)
+	}
 
 	resize := dialSecure(t, p.addr, ca, resizeCert, resizeKey, "")
 	polled, err := resize.steps.PollTasks(ctx, &weftv1.PollTasksRequest{

@@ -77,6 +77,8 @@ type Server struct {
 	slots chan struct{}
 	// waits are the slots of long polls and watch streams.
 	waits chan struct{}
+	// refusals limits the audit rows refused calls write.
+	refusals refusalLimiter
 	// done ends the streams and long polls when the server stops.
 	done chan struct{}
 }
