@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/engine"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/worker"
 )
 
