@@ -292,3 +292,15 @@ func rowCounts(t *testing.T, p *serveProc, ids []string) map[string]int {
 
 	return counts
 }
+
+// TestServeRefusesBadLeaseTTL checks that a lease TTL that is not
+// positive stops serve at start with an error naming the flag.
+func TestServeRefusesBadLeaseTTL(t *testing.T) {
+	for _, ttl := range []string{"0s", "-1s"} {
+		out, err := execServe(t, "--insecure", "--lease-ttl", ttl)
+		if err == nil || !strings.Contains(out, "--lease-ttl") {
+			t.Fatalf("serve --lease-ttl %s: err %v, output %q; want a refusal naming --lease-ttl",
+				ttl, err, out)
+		}
+	}
+}
