@@ -48,8 +48,9 @@ func (c *cluster) database() string {
 	return c.url + sep + "search_path=" + c.schema
 }
 
-// node starts a serve node; listen "" takes a free port.
-func (c *cluster) node(t *testing.T, id, listen string) *serveProc {
+// node starts a serve node with extra flags; listen "" takes a free
+// port.
+func (c *cluster) node(t *testing.T, id, listen string, extra ...string) *serveProc {
 	t.Helper()
 	args := []string{"--database", c.database(), "--node-id", id,
 		"--lease-ttl", nodeLeaseTTL, "--task-claim-ttl", "5s"}
@@ -57,7 +58,7 @@ func (c *cluster) node(t *testing.T, id, listen string) *serveProc {
 		args = append(args, "--listen", listen)
 	}
 
-	return startServe(t, args...)
+	return startServe(t, append(args, extra...)...)
 }
 
 // freeAddr is a loopback address with a port nothing listens on, for a
