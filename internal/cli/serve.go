@@ -48,6 +48,7 @@ type serveFlags struct {
 	maxPayloadBytes int
 	maxInFlight     int
 	taskClaimTTL    time.Duration
+	leaseTTL        time.Duration
 	cancelGrace     time.Duration
 	workers         int
 }
@@ -99,6 +100,8 @@ func newServe(stderr io.Writer) *cobra.Command {
 		"calls served at once before RESOURCE_EXHAUSTED")
 	fl.DurationVar(&f.taskClaimTTL, "task-claim-ttl", 30*time.Second,
 		"how long a polled task stays with its worker without a heartbeat")
+	fl.DurationVar(&f.leaseTTL, "lease-ttl", 30*time.Second,
+		"how long a node's lease on an instance lasts unrenewed before another node may take it")
 	fl.DurationVar(&f.cancelGrace, "cancel-grace", 30*time.Second,
 		"how long a cancel waits for attempts in flight")
 	fl.IntVar(&f.workers, "workers", 32, "instances advanced at once")
@@ -128,6 +131,9 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if f.leaseTTL <= 0 {
+		return fmt.Errorf("--lease-ttl: %v is not a positive duration", f.leaseTTL)
+	}
 	sec, err := loadSecurity(f, log)
 	if err != nil {
 		return err
@@ -142,7 +148,7 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	defer log.Info("stopped")
 	eng := engine.New(st, engine.Options{
 		NodeID: f.nodeID, Logger: log, Workers: f.workers, PollInterval: f.pollInterval,
-		CancelGrace: f.cancelGrace, MaxPayloadBytes: f.maxPayloadBytes,
+		CancelGrace: f.cancelGrace, MaxPayloadBytes: f.maxPayloadBytes, LeaseTTL: f.leaseTTL,
 	})
 	if err := eng.Start(ctx); err != nil {
 		return fmt.Errorf("starting the engine: %w", err)
