@@ -323,13 +323,8 @@ func (r *run) startWait(p *ptr) {
 		}
 	}
 
-	if p.node.Timeout != nil {
-		d, err := p.node.Timeout.Eval(env)
-		if err != nil {
-			r.exprFailed(p, err)
-			return
-		}
-		r.setTimer(p, store.TimerWaitTimeout, r.now.Add(d), false)
+	if !r.armTimeout(p, env) {
+		return
 	}
 
 	p.st.Key = key
@@ -701,4 +696,22 @@ func (r *run) dataTooLarge(p *ptr, size int) {
 	}
 	r.audit(auditStepFailed, p, serr)
 	r.failInstance("data_too_large", errorJSON(p, serr))
+}
+
+// armTimeout sets the wait timeout of p, a wait or user task, from its
+// node's timeout, when it has one; false when the expression failed,
+// which fails the instance.
+func (r *run) armTimeout(p *ptr, env definition.Env) bool {
+	if p.node.Timeout == nil {
+		return true
+	}
+
+	d, err := p.node.Timeout.Eval(env)
+	if err != nil {
+		r.exprFailed(p, err)
+		return false
+	}
+	r.setTimer(p, store.TimerWaitTimeout, r.now.Add(d), false)
+
+	return true
 }

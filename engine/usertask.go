@@ -80,13 +80,8 @@ func (r *run) startUserTask(p *ptr) {
 		return
 	}
 
-	if p.node.Timeout != nil {
-		d, err := p.node.Timeout.Eval(env)
-		if err != nil {
-			r.exprFailed(p, err)
-			return
-		}
-		r.setTimer(p, store.TimerWaitTimeout, r.now.Add(d), false)
+	if !r.armTimeout(p, env) {
+		return
 	}
 
 	p.row.Attempt++
