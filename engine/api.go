@@ -275,6 +275,7 @@ func (e *Engine) commandOnce(ctx context.Context, inst store.Instance, apply fun
 		return nil, err
 	}
 
+	r.applyReports()
 	cmdErr := apply(r)
 	r.process()
 

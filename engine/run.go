@@ -196,11 +196,7 @@ func (r *run) process() {
 		return
 	}
 
-	for _, p := range r.sorted() {
-		if p.row.Work && p.row.Report != nil && !p.row.Status.Final() {
-			r.handleReport(p)
-		}
-	}
+	r.applyReports()
 
 	for _, t := range r.timers {
 		if r.final || r.err != nil {
@@ -211,6 +207,24 @@ func (r *run) process() {
 
 	r.startPending()
 	r.checkWaits()
+}
+
+// applyReports applies the reports accepted since the last transition.
+// Commands call it before they act, so that what a caller was told was
+// accepted (a completion, an answer) counts before a cancel or a pause.
+func (r *run) applyReports() {
+	if r.inst.Status.Final() {
+		return
+	}
+
+	for _, p := range r.sorted() {
+		if r.final || r.err != nil {
+			return
+		}
+		if p.row.Work && p.row.Report != nil && !p.row.Status.Final() {
+			r.handleReport(p)
+		}
+	}
 }
 
 // startPending starts the pointers that wait to start, unless paused.

@@ -89,8 +89,13 @@ func (r *run) startUserTask(p *ptr) {
 	p.row.Token = uuid.NewString()
 	p.row.Status = store.StepWaiting
 	p.row.Assignee = assignee
-	p.row.Input = mustJSON(userTaskInput{Prompt: prompt, Assignee: assignee,
-		Options: p.node.Options})
+	input := mustJSON(userTaskInput{Prompt: prompt, Assignee: assignee, Options: p.node.Options})
+	if len(input) > r.e.opts.MaxPayloadBytes {
+		r.exprFailed(p, fmt.Errorf("prompt: payload too large: the task's %d bytes are over the "+
+			"%d byte limit", len(input), r.e.opts.MaxPayloadBytes))
+		return
+	}
+	p.row.Input = input
 	r.touch(p)
 	r.audit(auditUserTaskOpened, p, map[string]any{"assignee": assignee})
 }

@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -274,5 +276,60 @@ steps:
 	}
 	if inst := h.wait(id); inst.Status != store.InstanceCompleted {
 		t.Errorf("status = %s, want completed", inst.Status)
+	}
+}
+
+// TestUserTaskAnswerBeforeCancelIsKept answers a user task and cancels
+// the instance right after: the accepted answer is applied (audited, the
+// step completed) before the cancel, never dropped.
+func TestUserTaskAnswerBeforeCancelIsKept(t *testing.T) {
+	h := newHarness(t)
+	h.register(userTaskDef)
+	h.run()
+	id := h.start("refund", `{"amount": 1, "approver": "alice"}`)
+	h.openTasks(engine.UserTaskFilter{InstanceID: id}, 1)
+
+	if err := h.e.Pause(h.ctx, id, "hold"); err != nil {
+		t.Fatalf("pausing: %v", err)
+	}
+	if err := h.e.CompleteUserTask(h.ctx, id, "approve", "approve", "alice"); err != nil {
+		t.Fatalf("completing: %v", err)
+	}
+	if err := h.e.Cancel(h.ctx, id, "changed plans"); err != nil {
+		t.Fatalf("cancelling: %v", err)
+	}
+	checkStatus(t, h.wait(id), store.InstanceCancelled)
+
+	if s, _ := h.step(id, "approve"); s.Status != store.StepCompleted {
+		t.Fatalf("answered task is %s, want completed", s.Status)
+	}
+	if n := len(seqsOf(h.audit(id), "approve", "user_task_completed")); n != 1 {
+		t.Fatalf("%d user_task_completed rows, want 1", n)
+	}
+}
+
+// TestUserTaskPromptIsBounded fails a user task whose prompt, built from
+// the input, is over the payload limit, naming the prompt, rather than
+// storing it.
+func TestUserTaskPromptIsBounded(t *testing.T) {
+	opts := fastOptions()
+	opts.MaxPayloadBytes = 4096
+	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
+	h.register(`
+name: loud
+version: 1
+steps:
+  - {id: ask, type: user_task, prompt: "input.s + input.s", assignee: "'alice'", options: [ok]}
+`)
+	h.run()
+
+	id := h.start("loud", fmt.Sprintf(`{"s": %q}`, strings.Repeat("x", 3000)))
+	inst := h.wait(id)
+	checkStatus(t, inst, store.InstanceFailed)
+	if !strings.Contains(string(inst.Error), "prompt: payload too large") {
+		t.Fatalf("error = %s, want it to name the prompt as too large", inst.Error)
+	}
+	if s, _ := h.step(id, "ask"); len(s.Input) > opts.MaxPayloadBytes {
+		t.Fatalf("the step stored %d bytes of prompt", len(s.Input))
 	}
 }
