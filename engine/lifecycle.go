@@ -143,6 +143,11 @@ func (r *run) resume() error {
 	r.inst.Status = store.InstanceRunning
 	r.inst.Reason = ""
 	r.audit(auditInstanceResumed, nil, nil)
+	if r.ist.EndOnResume {
+		r.ist.EndOnResume = false
+		r.finalize(store.InstanceCompleted, "", nil)
+		return nil
+	}
 
 	for _, p := range r.sorted() {
 		if !p.st.Suspended || p.row.Status != store.StepFailed {

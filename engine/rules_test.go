@@ -1115,3 +1115,45 @@ on_cancel:
 	}
 	claimNothingLater(h, "nobody")
 }
+
+// TestRulePauseHoldsTheEnd pauses an instance whose last step is in
+// flight: the step's result is recorded, but the instance stays paused
+// (a paused instance goes only to running, cancelling or terminated)
+// and completes once it is resumed.
+func TestRulePauseHoldsTheEnd(t *testing.T) {
+	h := newHarness(t)
+	h.register(`
+name: last
+version: 1
+steps:
+  - {id: only, type: task, service: p, action: only, output: got}
+`)
+	started, release := make(chan struct{}), make(chan struct{})
+	h.e.Handle("p", "only", func(ctx context.Context, _ engine.Task) (any, error) {
+		close(started)
+		<-release
+		return "done", nil
+	})
+	h.run()
+
+	id := begin(h, "last", `{}`)
+	<-started
+	if err := h.e.Pause(h.ctx, id, "hold on"); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	close(release)
+	waitStepStatus(h, id, "only", store.StepCompleted)
+	time.Sleep(100 * time.Millisecond)
+	if inst := instanceNow(h, id); inst.Status != store.InstancePaused {
+		t.Fatalf("after the last step's result: %s, want still paused", inst.Status)
+	}
+
+	if err := h.e.Resume(h.ctx, id); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	inst := h.wait(id)
+	wantCompleted(t, inst)
+	if dataOf(t, inst.Output)["got"] != "done" {
+		t.Fatalf("output = %s, want the step's result", inst.Output)
+	}
+}

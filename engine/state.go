@@ -76,6 +76,9 @@ type instState struct {
 	// Draining lists the task pointers whose attempts were in flight
 	// when the cancel began and have not reported yet.
 	Draining []int64 `json:"draining,omitempty"`
+	// EndOnResume is set when the last step ended while the instance
+	// was paused: it completes when it is resumed.
+	EndOnResume bool `json:"end_on_resume,omitempty"`
 	// Cleanup is set once the on_cancel steps have started.
 	Cleanup bool `json:"cleanup,omitempty"`
 	// PausedFrom says whether a pause came from a command or a step.

@@ -581,6 +581,12 @@ func (r *run) completeInstance(p *ptr) {
 		return
 	}
 	r.inst.Output = raw
+	if r.inst.Status == store.InstancePaused {
+		// A paused instance goes only to running, cancelling or
+		// terminated: its end waits for the resume.
+		r.ist.EndOnResume = true
+		return
+	}
 	r.finalize(store.InstanceCompleted, "", nil)
 }
 
