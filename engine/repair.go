@@ -53,7 +53,7 @@ func (e *Engine) repair(ctx context.Context, id string, apply func(*run) error) 
 
 	inst, err := e.store.InstanceGet(ctx, id)
 	if err != nil {
-		return fmt.Errorf("getting instance %s: %w", id, err)
+		return err
 	}
 	if inst.Status != store.InstanceFailed {
 		return fmt.Errorf("instance %s is %s, not failed: %w", id, inst.Status, ErrWrongStatus)

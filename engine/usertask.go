@@ -211,7 +211,7 @@ func (e *Engine) CompleteUserTask(ctx context.Context, instanceID, step, option,
 
 	inst, err := e.store.InstanceGet(ctx, instanceID)
 	if err != nil {
-		return fmt.Errorf("getting instance %s: %w", instanceID, err)
+		return err
 	}
 	if inst.Status.Final() {
 		return fmt.Errorf("instance %s is %s: %w", instanceID, inst.Status, ErrFinished)
@@ -270,7 +270,7 @@ func (e *Engine) openUserTask(ctx context.Context, instanceID, step string) (sto
 
 	switch len(open) {
 	case 0:
-		return store.Step{}, fmt.Errorf("step: %s of instance %s is not an open user task: %w",
+		return store.Step{}, fmt.Errorf("no open user task at step %s of instance %s: %w",
 			step, instanceID, ErrWrongStatus)
 	case 1:
 		return open[0], nil

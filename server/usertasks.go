@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
@@ -63,6 +64,9 @@ func (u *userTaskService) CompleteUserTask(
 		by = id.Name
 	}
 	err = u.s.eng.CompleteUserTask(ctx, req.GetInstanceId(), req.GetStep(), req.GetOption(), by)
+	if errors.Is(err, engine.ErrWrongStatus) {
+		return nil, onField("step", err)
+	}
 	if err != nil {
 		return nil, onField("instance_id", err)
 	}

@@ -52,12 +52,10 @@ func (s *Store) InstanceList(ctx context.Context, f store.InstanceFilter) (store
 		return store.InstancePage{}, fmt.Errorf("listing instances: %w", err)
 	}
 
-	page := store.InstancePage{Instances: insts}
-	if len(insts) > size {
-		page.Instances = insts[:size]
-		last := insts[size-1]
-		page.NextPageToken = pageToken(ms(last.CreatedAt), last.ID)
-	}
+	page := store.InstancePage{}
+	page.Instances, page.NextPageToken = cutPage(insts, size, func(last store.Instance) string {
+		return pageToken(ms(last.CreatedAt), last.ID)
+	})
 
 	return page, nil
 }
@@ -194,13 +192,10 @@ func (s *Store) UserTaskList(ctx context.Context, f store.UserTaskFilter) (store
 		return store.UserTaskPage{}, fmt.Errorf("listing user tasks: %w", err)
 	}
 
-	page := store.UserTaskPage{Steps: steps}
-	if len(steps) > size {
-		page.Steps = steps[:size]
-		last := steps[size-1]
-		page.NextPageToken = pageToken(ms(last.CreatedAt),
-			last.InstanceID+"/"+strconv.FormatInt(last.ID, 10))
-	}
+	page := store.UserTaskPage{}
+	page.Steps, page.NextPageToken = cutPage(steps, size, func(last store.Step) string {
+		return pageToken(ms(last.CreatedAt), last.InstanceID+"/"+strconv.FormatInt(last.ID, 10))
+	})
 
 	return page, nil
 }
@@ -222,4 +217,15 @@ func parseTaskToken(token string) (created int64, instanceID string, id int64, e
 	}
 
 	return created, rest[:i], id, nil
+}
+
+// cutPage keeps the first size rows of a query that asked for size+1,
+// and gives the token of the next page, made from the last row kept,
+// when there is one.
+func cutPage[T any](rows []T, size int, token func(last T) string) ([]T, string) {
+	if len(rows) <= size {
+		return rows, ""
+	}
+
+	return rows[:size], token(rows[size-1])
 }

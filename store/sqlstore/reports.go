@@ -45,12 +45,7 @@ func (s *Store) StepReport(ctx context.Context, p store.StepReportParams) (store
 }
 
 func (w *writer) report(ctx context.Context, p store.StepReportParams) (store.ReportResult, error) {
-	status, err := w.instanceStatus(ctx, p.InstanceID)
-	if err != nil {
-		return store.ReportResult{}, err
-	}
-
-	st, err := w.getStep(ctx, p.InstanceID, p.PointerID)
+	status, st, err := w.reportTarget(ctx, p.InstanceID, p.PointerID)
 	if err != nil {
 		return store.ReportResult{}, err
 	}
@@ -118,6 +113,21 @@ func (w *writer) cancelReport(
 	}
 
 	return store.ReportResult{Outcome: store.ReportAccepted}, w.wake(ctx, p.InstanceID, p.Now)
+}
+
+// reportTarget reads what a report or heartbeat is checked against: the
+// instance's status and the step; ErrNotFound when either is missing.
+func (w *writer) reportTarget(
+	ctx context.Context, instanceID string, pointer int64,
+) (store.InstanceStatus, store.Step, error) {
+	status, err := w.instanceStatus(ctx, instanceID)
+	if err != nil {
+		return "", store.Step{}, err
+	}
+
+	st, err := w.getStep(ctx, instanceID, pointer)
+
+	return status, st, err
 }
 
 // lateReason says why a report or heartbeat with this token and attempt
@@ -225,12 +235,7 @@ func (s *Store) StepHeartbeat(ctx context.Context, p store.StepHeartbeatParams) 
 }
 
 func (w *writer) heartbeat(ctx context.Context, p store.StepHeartbeatParams) (store.ReportResult, error) {
-	status, err := w.instanceStatus(ctx, p.InstanceID)
-	if err != nil {
-		return store.ReportResult{}, err
-	}
-
-	st, err := w.getStep(ctx, p.InstanceID, p.PointerID)
+	status, st, err := w.reportTarget(ctx, p.InstanceID, p.PointerID)
 	if err != nil {
 		return store.ReportResult{}, err
 	}
