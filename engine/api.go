@@ -302,10 +302,11 @@ func (e *Engine) commit(ctx context.Context, r *run) error {
 	e.counters.Transitions.Add(1)
 	if r.dispatched > 0 {
 		e.counters.Dispatched.Add(int64(r.dispatched))
-		e.wake(e.wakeTasks)
+		e.tasksReady()
 	}
 	if r.stopWorkers {
 		e.handlers.cancelInstance(r.inst.ID)
+		e.stopping(ctx, r.inst, r.stopped)
 	}
 	if r.final {
 		inst := r.inst
@@ -495,6 +496,9 @@ func (e *Engine) Report(ctx context.Context, p ReportParams) (store.ReportResult
 	}
 	if res.Outcome == store.ReportAccepted {
 		e.wake(e.wakeSched)
+		// The report deleted the attempt's task row: its service has a
+		// slot free.
+		e.tasksReady()
 	}
 
 	return res, nil

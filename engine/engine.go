@@ -137,6 +137,9 @@ type Engine struct {
 
 	wakeSched chan struct{}
 	wakeTasks chan struct{}
+	// taskWatchers are the channels of WatchTasks.
+	watchMu      sync.Mutex
+	taskWatchers []chan struct{}
 
 	counters Counters
 
@@ -239,6 +242,34 @@ func (e *Engine) Stop() {
 		stop()
 	}
 	e.wg.Wait()
+}
+
+// WatchTasks returns a channel that is signalled, without blocking the
+// engine, whenever dispatch tasks may have become claimable or a
+// service may have a slot free: an attempt dispatched or reported on
+// this node, or a notice from another node. Signals coalesce; a
+// dispatcher outside the engine (push mode) waits on it between
+// claims, and polls too, since a signal can be missed.
+func (e *Engine) WatchTasks() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+
+	e.watchMu.Lock()
+	e.taskWatchers = append(e.taskWatchers, ch)
+	e.watchMu.Unlock()
+
+	return ch
+}
+
+// tasksReady wakes the dispatch loop and every WatchTasks channel.
+func (e *Engine) tasksReady() {
+	e.wake(e.wakeTasks)
+
+	e.watchMu.Lock()
+	watchers := e.taskWatchers
+	e.watchMu.Unlock()
+	for _, ch := range watchers {
+		e.wake(ch)
+	}
 }
 
 func (e *Engine) wake(ch chan struct{}) {

@@ -56,7 +56,7 @@ func (e *Engine) Handle(service, action string, h HandlerFunc) {
 	e.handlers.mu.Lock()
 	e.handlers.funcs[handlerKey{service, action}] = h
 	e.handlers.mu.Unlock()
-	e.wake(e.wakeTasks)
+	e.tasksReady()
 }
 
 func (h *handlers) services() []string {

@@ -28,6 +28,22 @@ type InstanceHook struct {
 	// that committed it. It runs once per commit, not again after a
 	// crash. An error is logged and counted in Counters.HookErrors.
 	Ended func(ctx context.Context, inst store.Instance) error
+	// Stopping runs after a committed transition withdrew attempts that
+	// workers hold (a cancel, a terminate, a failure that unwinds a
+	// saga), with those attempts, on the node that committed it, so
+	// that their services can be told. It must not block for long.
+	Stopping func(ctx context.Context, inst store.Instance, attempts []Attempt)
+}
+
+// Attempt names one attempt of a task step.
+type Attempt struct {
+	InstanceID string
+	StepID     string
+	PointerID  int64
+	Attempt    int
+	Service    string
+	// Token is the attempt's task token.
+	Token string
 }
 
 // ErrHook wraps an error an instance hook returned.
@@ -86,6 +102,19 @@ func (e *Engine) starting(ctx context.Context, inst store.Instance) error {
 	}
 
 	return nil
+}
+
+// stopping runs the Stopping hooks of a committed transition.
+func (e *Engine) stopping(ctx context.Context, inst store.Instance, attempts []Attempt) {
+	if len(attempts) == 0 {
+		return
+	}
+
+	for _, h := range e.hooks.instances() {
+		if h.Stopping != nil {
+			h.Stopping(ctx, inst, attempts)
+		}
+	}
 }
 
 // ended runs the Ended hooks of a committed final transition; their

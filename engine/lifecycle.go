@@ -76,7 +76,7 @@ func (r *run) finalize(status store.InstanceStatus, reason string, errJSON json.
 			continue
 		}
 		if p.isTask() && p.inFlight() {
-			r.stopWorkers = true
+			r.stopAttempt(p)
 		}
 		r.cancelPtr(p)
 	}
@@ -193,6 +193,16 @@ func (r *run) loadSuspended() {
 	}
 }
 
+// stopAttempt notes that the attempt in flight on p is no longer
+// needed, so that its worker is told once the transition commits.
+func (r *run) stopAttempt(p *ptr) {
+	r.stopWorkers = true
+	r.stopped = append(r.stopped, Attempt{
+		InstanceID: r.inst.ID, StepID: p.node.ID, PointerID: p.row.ID,
+		Attempt: p.row.Attempt, Service: p.row.Service, Token: p.row.Token,
+	})
+}
+
 // cancel begins a cancel: nothing new starts, attempts in flight drain,
 // then the on_cancel steps run.
 func (r *run) cancel(reason string) error {
@@ -223,6 +233,7 @@ func (r *run) cancel(reason string) error {
 		// conflicts and is redone with the step running.
 		if p.isTask() && p.row.Status == store.StepRunning {
 			r.ist.Draining = append(r.ist.Draining, p.row.ID)
+			r.stopAttempt(p)
 			r.touch(p)
 			continue
 		}
@@ -230,7 +241,6 @@ func (r *run) cancel(reason string) error {
 	}
 
 	if len(r.ist.Draining) > 0 {
-		r.stopWorkers = true
 		r.setTimer(nil, store.TimerCancelGrace, r.now.Add(r.e.opts.CancelGrace), true)
 		return nil
 	}

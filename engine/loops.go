@@ -210,7 +210,7 @@ func (e *Engine) noticeLoop(notices <-chan store.Notice) {
 		case store.NoticeInstances:
 			e.wake(e.wakeSched)
 		case store.NoticeTasks:
-			e.wake(e.wakeTasks)
+			e.tasksReady()
 		}
 	}
 }

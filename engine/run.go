@@ -64,6 +64,8 @@ type run struct {
 	jumps       int
 	dispatched  int
 	stopWorkers bool
+	// stopped are the attempts in flight this run asked to stop.
+	stopped []Attempt
 	err         error
 }
 

@@ -138,7 +138,7 @@ func (r *run) unwind(holder, failed *ptr, failure json.RawMessage) {
 		}
 		entries = append(entries, q.st.Comp...)
 		if q.isTask() && q.inFlight() {
-			r.stopWorkers = true
+			r.stopAttempt(q)
 		}
 		r.cancelPtr(q)
 	}
