@@ -188,6 +188,9 @@ func New(st store.Store, opts Options) *Engine {
 // Store returns the engine's store.
 func (e *Engine) Store() store.Store { return e.store }
 
+// NodeID returns the name of this node in leases and task claims.
+func (e *Engine) NodeID() string { return e.opts.NodeID }
+
 // Counters returns the engine's counters.
 func (e *Engine) Counters() *Counters { return &e.counters }
 

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/wire"
 	"github.com/weftworks/weft/store"
 )
 
@@ -137,22 +138,7 @@ func definitionMsg(d store.Definition, withSource bool) *weftv1.Definition {
 	return msg
 }
 
-func taskMsg(t store.Task) *weftv1.Task {
-	return &weftv1.Task{
-		TaskId:           t.ID,
-		InstanceId:       t.InstanceID,
-		StepId:           t.StepID,
-		PointerId:        t.PointerID,
-		Attempt:          int32(t.Attempt),
-		Service:          t.Service,
-		Action:           t.Action,
-		Input:            string(t.Input),
-		IdempotencyKey:   t.IdempotencyKey,
-		TaskToken:        t.Token,
-		Deadline:         ts(t.Deadline),
-		HeartbeatTimeout: dur(t.Heartbeat),
-	}
-}
+func taskMsg(t store.Task) *weftv1.Task { return wire.TaskMsg(t) }
 
 func pendingTaskMsg(t store.Task) *weftv1.PendingTask {
 	return &weftv1.PendingTask{

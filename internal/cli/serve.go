@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/push"
 	"github.com/weftworks/weft/server"
 	"github.com/weftworks/weft/store/storeurl"
 )
@@ -154,6 +155,17 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		return fmt.Errorf("starting the engine: %w", err)
 	}
 	defer eng.Stop()
+
+	pushCtx, stopPush := context.WithCancel(ctx)
+	pusher := push.New(eng, push.Options{
+		NodeID: eng.NodeID(), Logger: log, PollInterval: f.pollInterval,
+	})
+	pushed := make(chan struct{})
+	go func() {
+		defer close(pushed)
+		_ = pusher.Run(pushCtx)
+	}()
+	defer func() { stopPush(); <-pushed }()
 
 	lis, err := net.Listen("tcp", f.listen)
 	if err != nil {

@@ -1,0 +1,322 @@
+package push_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/engine"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/push"
+	"github.com/weftworks/weft/store"
+)
+
+func TestInlineResultCompletesTheStep(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	svc.answer = func(_ context.Context, task *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		return output(`{"got": ` + task.GetInput() + `}`), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "inline", Addresses: []string{svc.addr}})
+	h.register(oneStep("inline", "inline", ""))
+
+	inst := h.wait(h.start("inline", `{"n": 7}`))
+
+	if inst.Status != store.InstanceCompleted {
+		t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+	}
+	if got := string(inst.Data); !strings.Contains(got, `"got":{"n":7}`) {
+		t.Fatalf("data %s, want the service's output with the input", got)
+	}
+	calls, _ := svc.snapshot()
+	if len(calls) != 1 {
+		t.Fatalf("%d calls, want 1", len(calls))
+	}
+	task := calls[0].task
+	if task.GetIdempotencyKey() == "" || task.GetTaskToken() == "" || task.GetAttempt() != 1 {
+		t.Fatalf("task %v lacks its key, token or attempt", task)
+	}
+}
+
+func TestAcceptedAttemptReportsLater(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	tasks := make(chan *weftv1.Task, 1)
+	svc.answer = func(_ context.Context, task *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		tasks <- task
+		return accepted(), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "slow", Addresses: []string{svc.addr}})
+	h.register(oneStep("slow", "slow", "    timeouts: {start_to_close: 1m}"))
+	id := h.start("slow", `{}`)
+
+	task := <-tasks
+	if task.GetDeadline() == nil {
+		t.Fatalf("task %v has no deadline; its step has a start_to_close cap", task)
+	}
+	_, err := h.eng.Report(h.ctx, engine.ReportParams{
+		InstanceID: task.GetInstanceId(), PointerID: task.GetPointerId(),
+		Attempt: int(task.GetAttempt()), Token: task.GetTaskToken(), Output: json.RawMessage(`"later"`),
+	})
+	if err != nil {
+		t.Fatalf("reporting: %v", err)
+	}
+
+	if inst := h.wait(id); inst.Status != store.InstanceCompleted {
+		t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+	}
+	if calls, _ := svc.snapshot(); len(calls) != 1 {
+		t.Fatalf("%d calls, want 1: an accepted attempt is not sent again while its claim holds", len(calls))
+	}
+}
+
+func TestServiceDownAtFirstCostsNoAttempt(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	h.service(store.Service{Name: "late", Addresses: []string{svc.addr}, DispatchLimit: 1000})
+	h.register(oneStep("late", "late", "    retry: {max_attempts: 1}"))
+	id := h.start("late", `{}`)
+
+	waitFor(t, "the dispatcher to find the service down", func() bool {
+		return h.d.Counters().Unreachable.Load() >= 3
+	})
+	svc.up(t)
+	inst := h.wait(id)
+
+	if inst.Status != store.InstanceCompleted {
+		t.Fatalf("status %s (%s), want completed once the service is up", inst.Status, inst.Error)
+	}
+	steps, err := h.eng.Steps(h.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		if s.StepID == "work" && s.Attempt != 1 {
+			t.Fatalf("step ran %d attempts; an unreachable service costs none", s.Attempt)
+		}
+	}
+}
+
+func TestDispatchLimitFailsTheAttempt(t *testing.T) {
+	h := newHarness(t, push.Options{BreakerFailures: 1000})
+	svc := newService(t)
+	h.service(store.Service{Name: "gone", Addresses: []string{svc.addr}, DispatchLimit: 3})
+	h.register(oneStep("gone", "gone", "    retry: {max_attempts: 1}"))
+
+	inst := h.wait(h.start("gone", `{}`))
+
+	if inst.Status != store.InstanceFailed || !strings.Contains(string(inst.Error), "dispatch_failed") {
+		t.Fatalf("instance %s with %s, want failed with dispatch_failed", inst.Status, inst.Error)
+	}
+	if n := h.d.Counters().Unreachable.Load(); n != 3 {
+		t.Fatalf("%d unreachable calls, want the dispatch limit, 3", n)
+	}
+}
+
+func TestBreakerStopsCallingADownService(t *testing.T) {
+	h := newHarness(t, push.Options{BreakerFailures: 2, BreakerOpen: time.Hour})
+	svc := newService(t)
+	h.service(store.Service{Name: "down", Addresses: []string{svc.addr}, DispatchLimit: 1000})
+	h.register(oneStep("down", "down", ""))
+	for range 20 {
+		h.start("down", `{}`)
+	}
+
+	waitFor(t, "the breaker to open", func() bool { return h.d.Counters().Unreachable.Load() >= 2 })
+	time.Sleep(500 * time.Millisecond)
+
+	// Calls already claimed when the breaker opened are refused by it
+	// too; nothing new is claimed while it is open.
+	sent := h.d.Counters().Sent.Load()
+	time.Sleep(500 * time.Millisecond)
+	if later := h.d.Counters().Sent.Load(); later != sent {
+		t.Fatalf("%d calls became %d while the breaker was open", sent, later)
+	}
+	tasks, err := h.st.TaskList(h.ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 20 {
+		t.Fatalf("%d tasks queued, want all 20 kept for when the service is back", len(tasks))
+	}
+}
+
+func TestConcurrencyLimitHolds(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	svc.answer = func(context.Context, *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		time.Sleep(30 * time.Millisecond)
+		return output(`1`), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "capped", Addresses: []string{svc.addr}, Concurrency: 3})
+	h.register(oneStep("capped", "capped", ""))
+
+	var ids []string
+	for range 40 {
+		ids = append(ids, h.start("capped", `{}`))
+	}
+	for _, id := range ids {
+		if inst := h.wait(id); inst.Status != store.InstanceCompleted {
+			t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+		}
+	}
+
+	calls, maxHeld := svc.snapshot()
+	if maxHeld > 3 {
+		t.Fatalf("service held %d calls at once, over its limit of 3", maxHeld)
+	}
+	if maxHeld < 2 || len(calls) != 40 {
+		t.Fatalf("%d calls, at most %d at once; want 40 calls running side by side", len(calls), maxHeld)
+	}
+}
+
+// TestBacklogAfterOutageKeepsLimits queues work while the service is
+// down, brings it up, and measures what the service sees while the
+// backlog drains: never more than its concurrency limit at once, and a
+// rate within 10% of its rate limit.
+func TestBacklogAfterOutageKeepsLimits(t *testing.T) {
+	const (
+		n     = 60
+		limit = 4
+		rate  = 20.0
+	)
+	h := newHarness(t, push.Options{BreakerFailures: 2})
+	svc := newService(t)
+	svc.answer = func(context.Context, *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		time.Sleep(20 * time.Millisecond)
+		return output(`1`), nil
+	}
+	h.service(store.Service{
+		Name: "paced", Addresses: []string{svc.addr}, Concurrency: limit, Rate: rate, Burst: 1,
+		DispatchLimit: 1000,
+	})
+	h.register(oneStep("paced", "paced", ""))
+	var ids []string
+	for range n {
+		ids = append(ids, h.start("paced", `{}`))
+	}
+	waitFor(t, "the breaker to open", func() bool { return h.d.Counters().Unreachable.Load() >= 2 })
+
+	svc.up(t)
+	for _, id := range ids {
+		if inst := h.wait(id); inst.Status != store.InstanceCompleted {
+			t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+		}
+	}
+
+	calls, maxHeld := svc.snapshot()
+	if maxHeld > limit {
+		t.Fatalf("service held %d calls at once, over its limit of %d", maxHeld, limit)
+	}
+	if len(calls) < n {
+		t.Fatalf("%d calls for %d attempts", len(calls), n)
+	}
+	span := calls[len(calls)-1].at.Sub(calls[0].at).Seconds()
+	got := float64(len(calls)-1) / span
+	t.Logf("%d calls in %.2fs: %.1f/s, at most %d at once", len(calls), span, got, maxHeld)
+	if got > rate*1.1 || got < rate*0.9 {
+		t.Fatalf("rate %.1f/s, want within 10%% of %.0f/s", got, rate)
+	}
+}
+
+func TestCancelReachesAcceptedAttempt(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	tasks := make(chan *weftv1.Task, 1)
+	svc.answer = func(_ context.Context, task *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		tasks <- task
+		return accepted(), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "held", Addresses: []string{svc.addr}})
+	h.register(oneStep("held", "held", ""))
+	id := h.start("held", `{}`)
+	task := <-tasks
+
+	if err := h.eng.Cancel(h.ctx, id, "user asked"); err != nil {
+		t.Fatalf("cancelling: %v", err)
+	}
+	var req *weftv1.CancelTaskRequest
+	select {
+	case req = <-svc.cancelc:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the service was not told of the cancel")
+	}
+	if req.GetTask().GetPointerId() != task.GetPointerId() || req.GetTask().GetTaskToken() != task.GetTaskToken() ||
+		req.GetTask().GetAttempt() != task.GetAttempt() || req.GetReason() == "" {
+		t.Fatalf("cancel %v does not name the attempt %v with a reason", req, task)
+	}
+
+	// The service may still finish; its report is recorded.
+	_, err := h.eng.Report(h.ctx, engine.ReportParams{
+		InstanceID: id, PointerID: task.GetPointerId(), Attempt: int(task.GetAttempt()),
+		Token: task.GetTaskToken(), Output: json.RawMessage(`"done anyway"`),
+	})
+	if err != nil {
+		t.Fatalf("report after cancel: %v", err)
+	}
+	inst := h.wait(id)
+	if inst.Status != store.InstanceCancelled {
+		t.Fatalf("status %s, want cancelled", inst.Status)
+	}
+	steps, err := h.eng.Steps(h.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		if s.StepID == "work" && s.Status != store.StepCompleted {
+			t.Fatalf("step %s after its late report, want completed (recorded)", s.Status)
+		}
+	}
+}
+
+func TestExpiredAcceptedClaimResendsTheSameAttempt(t *testing.T) {
+	h := newHarness(t, push.Options{AcceptedTTL: 300 * time.Millisecond})
+	svc := newService(t)
+	var mu sync.Mutex
+	var seen []*weftv1.Task
+	svc.answer = func(_ context.Context, task *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, task)
+		if len(seen) < 3 {
+			return accepted(), nil
+		}
+		return output(`"third time"`), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "lost", Addresses: []string{svc.addr}})
+	h.register(oneStep("lost", "lost", ""))
+
+	inst := h.wait(h.start("lost", `{}`))
+
+	if inst.Status != store.InstanceCompleted {
+		t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, task := range seen[1:] {
+		if task.GetIdempotencyKey() != seen[0].GetIdempotencyKey() || task.GetAttempt() != 1 ||
+			task.GetTaskToken() != seen[0].GetTaskToken() {
+			t.Fatalf("resent %v, want the first attempt again, %v", task, seen[0])
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

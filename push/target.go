@@ -1,0 +1,454 @@
+package push
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftworks/weft/engine"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/wire"
+	"github.com/weftworks/weft/store"
+)
+
+// cancelTimeout bounds one CancelTask call.
+const cancelTimeout = 5 * time.Second
+
+// target is one push service: its connection, its breaker and the loop
+// that claims and sends its tasks.
+type target struct {
+	d         *Dispatcher
+	conn      *grpc.ClientConn
+	client    weftv1.StepWorkerServiceClient
+	cb        *gobreaker.CircuitBreaker[*weftv1.ExecuteTaskResponse]
+	wake      <-chan struct{}
+	freed     chan struct{}
+	cancelRun context.CancelCauseFunc
+
+	mu  sync.Mutex
+	svc store.Service
+	// inFlight counts the calls this node has open to the service.
+	inFlight int
+}
+
+// DialOptions returns the transport options of a service's TLS settings:
+// plaintext unless TLS is enabled, then the CA file (or the system's
+// roots), the client certificate for mTLS and the server name to check.
+func DialOptions(svc store.Service) ([]grpc.DialOption, error) {
+	if !svc.TLS.Enabled {
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: svc.TLS.ServerName}
+	if svc.TLS.CAFile != "" {
+		pem, err := os.ReadFile(svc.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file of service %s: %w", svc.Name, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s of service %s holds no certificate", svc.TLS.CAFile, svc.Name)
+		}
+	}
+	if svc.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(svc.TLS.CertFile, svc.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading client certificate of service %s: %w", svc.Name, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil
+}
+
+// newTarget connects to a service's addresses, spreading calls over
+// them round robin. The connection opens on the first call.
+func (d *Dispatcher) newTarget(svc store.Service) (*target, error) {
+	opts, err := d.opts.Dial(svc)
+	if err != nil {
+		return nil, err
+	}
+
+	r := manual.NewBuilderWithScheme("weft-push")
+	addrs := make([]resolver.Address, len(svc.Addresses))
+	for i, a := range svc.Addresses {
+		addrs[i] = resolver.Address{Addr: a}
+	}
+	r.InitialState(resolver.State{Addresses: addrs})
+	opts = append(opts, grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
+	conn, err := grpc.NewClient(r.Scheme()+":///"+svc.Name, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to service %s: %w", svc.Name, err)
+	}
+
+	t := &target{
+		d: d, conn: conn, client: weftv1.NewStepWorkerServiceClient(conn),
+		wake: d.eng.WatchTasks(), freed: make(chan struct{}, 1), svc: svc,
+	}
+	t.cb = gobreaker.NewCircuitBreaker[*weftv1.ExecuteTaskResponse](gobreaker.Settings{
+		Name:        svc.Name,
+		MaxRequests: 1,
+		Timeout:     d.opts.BreakerOpen,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(d.opts.BreakerFailures)
+		},
+		IsSuccessful: func(err error) bool { return !unreachable(err) },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			d.log.Warn("service breaker changed", keyService, name, keyFrom, from.String(),
+				keyTo, to.String())
+		},
+	})
+
+	return t, nil
+}
+
+// same reports whether svc can keep this target's connection: the same
+// addresses and transport security.
+func (t *target) same(svc store.Service) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	return slices.Equal(t.svc.Addresses, svc.Addresses) && t.svc.TLS == svc.TLS
+}
+
+// update takes a service's new limits and dispatch settings.
+func (t *target) update(svc store.Service) {
+	t.mu.Lock()
+	t.svc = svc
+	t.mu.Unlock()
+}
+
+func (t *target) service() store.Service {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	return t.svc
+}
+
+func (t *target) stop() {
+	t.mu.Lock()
+	cancel := t.cancelRun
+	t.mu.Unlock()
+
+	if cancel != nil {
+		cancel(errStopped)
+	}
+}
+
+// run claims the service's tasks and sends them until ctx ends or the
+// target is stopped; it then waits for its calls and closes the
+// connection.
+func (t *target) run(ctx context.Context) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	t.mu.Lock()
+	t.cancelRun = cancel
+	t.mu.Unlock()
+
+	var calls sync.WaitGroup
+	defer func() {
+		calls.Wait()
+		_ = t.conn.Close()
+	}()
+
+	for ctx.Err() == nil {
+		svc := t.service()
+		limit := t.room(svc)
+		if limit == 0 {
+			t.waitFreed(ctx)
+			continue
+		}
+
+		switch t.cb.State() {
+		case gobreaker.StateOpen:
+			// No claim while the service is down: its backlog waits in
+			// the store without spending dispatch tries.
+			_ = sleep(ctx, t.d.opts.BreakerOpen/4)
+			continue
+		case gobreaker.StateHalfOpen:
+			limit = 1
+		}
+
+		tasks, err := t.d.st.TaskClaim(ctx, store.TaskClaimParams{
+			Worker: t.d.opts.NodeID, Services: []string{svc.Name}, Limit: limit,
+			LeaseTTL: t.d.opts.ClaimTTL, Now: time.Now(),
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				t.d.log.Warn("claiming push tasks failed", keyService, svc.Name, keyErr, err)
+				_ = sleep(ctx, t.d.opts.PollInterval)
+			}
+			continue
+		}
+
+		for _, task := range tasks {
+			t.acquire()
+			calls.Add(1)
+			go func() {
+				defer calls.Done()
+				defer t.release()
+				t.send(ctx, svc, task)
+			}()
+		}
+
+		switch {
+		case len(tasks) == 0:
+			t.idle(ctx)
+		case svc.Rate > 0:
+			// The store's token bucket holds the rate cluster-wide; this
+			// wait keeps the loop from claiming again before a token can
+			// be there.
+			_ = sleep(ctx, time.Duration(float64(time.Second)/svc.Rate))
+		}
+	}
+}
+
+// room is how many more calls this node may open to the service.
+func (t *target) room(svc store.Service) int {
+	limit := t.d.opts.MaxInFlight
+	if svc.Concurrency > 0 {
+		limit = svc.Concurrency
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	return max(0, limit-t.inFlight)
+}
+
+func (t *target) acquire() {
+	t.mu.Lock()
+	t.inFlight++
+	t.mu.Unlock()
+}
+
+func (t *target) release() {
+	t.mu.Lock()
+	t.inFlight--
+	t.mu.Unlock()
+
+	select {
+	case t.freed <- struct{}{}:
+	default:
+	}
+}
+
+func (t *target) waitFreed(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-t.freed:
+	case <-time.After(t.d.opts.PollInterval):
+	}
+}
+
+func (t *target) idle(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-t.wake:
+	case <-t.freed:
+	case <-time.After(t.d.opts.PollInterval):
+	}
+}
+
+// send makes one ExecuteTask call and records what came of it.
+func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
+	timeout := svc.DispatchTimeout
+	if timeout <= 0 {
+		timeout = DefaultDispatchTimeout
+	}
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	t.d.counters.Sent.Add(1)
+	resp, err := t.cb.Execute(func() (*weftv1.ExecuteTaskResponse, error) {
+		return t.client.ExecuteTask(callCtx, &weftv1.ExecuteTaskRequest{Task: wire.TaskMsg(task)})
+	})
+
+	switch {
+	case err == nil:
+		t.settle(task, resp)
+	case ctx.Err() != nil:
+		// This node is stopping or the service changed: another claim
+		// sends the attempt again at once.
+		t.giveBack(task, time.Now())
+	case unreachable(err):
+		t.d.counters.Unreachable.Add(1)
+		t.unreachable(svc, task, err)
+	default:
+		// The service answered, but refused the call itself (bad
+		// request, unauthenticated, unimplemented): the attempt fails
+		// and the step's retry policy decides.
+		t.report(task, engine.ReportParams{Err: &engine.Error{
+			Code:      "dispatch_refused",
+			Message:   fmt.Sprintf("service %s refused the task: %v", svc.Name, err),
+			Retryable: true,
+		}})
+	}
+}
+
+// unreachable is true for the errors that leave the outcome unknown:
+// the service is down, did not answer in time, is overloaded, or its
+// breaker is open.
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return true
+	}
+
+	return false
+}
+
+// unreachable sends the attempt again after a backoff, or fails it when
+// its dispatch limit is spent.
+func (t *target) unreachable(svc store.Service, task store.Task, err error) {
+	limit := svc.DispatchLimit
+	if limit <= 0 {
+		limit = DefaultDispatchLimit
+	}
+
+	if task.Claims >= limit {
+		t.d.counters.Exhausted.Add(1)
+		t.d.log.Warn("dispatch limit spent", keyService, svc.Name, keyInstance, task.InstanceID,
+			keyStep, task.StepID, keyAttempt, task.Attempt, keyErr, err)
+		t.report(task, engine.ReportParams{Err: &engine.Error{
+			Code: "dispatch_failed",
+			Message: fmt.Sprintf("service %s unreachable after %d dispatch tries: %v",
+				svc.Name, task.Claims, err),
+			Retryable: true,
+		}})
+		return
+	}
+
+	t.d.log.Debug("service unreachable", keyService, svc.Name, keyInstance, task.InstanceID,
+		keyStep, task.StepID, keyErr, err)
+	t.giveBack(task, time.Now().Add(t.backoff(task.Claims)))
+}
+
+// backoff is the wait before the try after the n-th: BackoffBase
+// doubled per try, capped, with up to a fifth of jitter either way.
+func (t *target) backoff(n int) time.Duration {
+	d := t.d.opts.BackoffBase
+	for i := 1; i < n && d < t.d.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, t.d.opts.BackoffMax)
+
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// settle records the service's answer: an outcome is reported, an
+// accepted attempt keeps its claim until its cap or AcceptedTTL while
+// the service works on it.
+func (t *target) settle(task store.Task, resp *weftv1.ExecuteTaskResponse) {
+	switch r := resp.GetResult().(type) {
+	case *weftv1.ExecuteTaskResponse_Output:
+		t.d.counters.Results.Add(1)
+		out := []byte(r.Output)
+		if len(out) == 0 {
+			out = []byte("null")
+		}
+		t.report(task, engine.ReportParams{Output: out})
+	case *weftv1.ExecuteTaskResponse_Error:
+		t.d.counters.Results.Add(1)
+		t.report(task, engine.ReportParams{Err: &engine.Error{
+			Code: r.Error.GetCode(), Message: r.Error.GetMessage(), Retryable: r.Error.GetRetryable(),
+		}})
+	default:
+		// Accepted, or an answer without a result, which weft reads as
+		// accepted: the service reports through StepExecutionService.
+		t.d.counters.Accepted.Add(1)
+		until := time.Now().Add(t.d.opts.AcceptedTTL)
+		if !task.Deadline.IsZero() {
+			until = task.Deadline
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+		defer cancel()
+		if err := t.d.st.TaskExtend(ctx, t.d.opts.NodeID, []int64{task.ID}, until); err != nil &&
+			!errors.Is(err, store.ErrNotFound) {
+			t.d.log.Warn("holding accepted task failed", keyService, task.Service,
+				keyInstance, task.InstanceID, keyStep, task.StepID, keyErr, err)
+		}
+	}
+}
+
+// report records an attempt's outcome through the engine, as a remote
+// report would be.
+func (t *target) report(task store.Task, p engine.ReportParams) {
+	p.InstanceID, p.PointerID, p.Attempt, p.Token = task.InstanceID, task.PointerID, task.Attempt, task.Token
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := t.d.eng.Report(ctx, p); err != nil && !errors.Is(err, engine.ErrLate) {
+		// The claim runs out and the attempt is sent again; the service
+		// answers it by its idempotency key.
+		t.d.log.Warn("recording push result failed", keyService, task.Service,
+			keyInstance, task.InstanceID, keyStep, task.StepID, keyErr, err)
+	}
+}
+
+// giveBack releases a claimed task, to be claimed again at visibleAt.
+func (t *target) giveBack(task store.Task, visibleAt time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+	defer cancel()
+
+	if err := t.d.st.TaskRelease(ctx, t.d.opts.NodeID, task.ID, visibleAt); err != nil &&
+		!errors.Is(err, store.ErrNotFound) {
+		t.d.log.Warn("releasing push task failed", keyService, task.Service,
+			keyInstance, task.InstanceID, keyErr, err)
+	}
+}
+
+// cancel tells the service that weft no longer needs an attempt.
+func (t *target) cancel(a engine.Attempt, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+	defer cancel()
+
+	t.d.counters.Cancels.Add(1)
+	_, err := t.client.CancelTask(ctx, &weftv1.CancelTaskRequest{
+		Task: &weftv1.TaskRef{
+			InstanceId: a.InstanceID, PointerId: a.PointerID, Attempt: int32(a.Attempt),
+			TaskToken: a.Token,
+		},
+		Reason: reason,
+	})
+	if err != nil {
+		t.d.log.Info("cancelling push task failed", keyService, a.Service, keyInstance, a.InstanceID,
+			keyStep, a.StepID, keyCode, status.Code(err).String(), keyErr, err)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}
