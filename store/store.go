@@ -33,7 +33,29 @@ var (
 	ErrLocked = errors.New("database locked by another process")
 	// ErrInvalidPageToken means a page token was not made by this store.
 	ErrInvalidPageToken = errors.New("invalid page token")
+	// ErrInvalid means a record was refused as malformed; the error is a
+	// *FieldError naming the field.
+	ErrInvalid = errors.New("invalid")
 )
+
+// FieldError refuses one field of a record. It wraps ErrInvalid.
+type FieldError struct {
+	// Field is the field's path in snake case, as in "addresses[1]" or
+	// "tls.key_file".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+// Error returns the field and the reason.
+func (e *FieldError) Error() string {
+	return e.Field + ": " + e.Reason
+}
+
+// Unwrap returns ErrInvalid.
+func (e *FieldError) Unwrap() error {
+	return ErrInvalid
+}
 
 // InstanceStatus is the state of a workflow instance.
 type InstanceStatus string
@@ -453,7 +475,9 @@ type Store interface {
 	// TaskClaim hands up to Limit visible tasks of the given services
 	// to a worker. The first claim of an attempt marks its step running,
 	// writes a step_started audit row and sets its start-to-close and
-	// heartbeat timers.
+	// heartbeat timers. A service with a registry entry is held to its
+	// Concurrency and Rate limits, cluster-wide; one without an entry has
+	// no limits.
 	TaskClaim(ctx context.Context, p TaskClaimParams) ([]Task, error)
 	// TaskExtend moves the claim expiry of tasks the worker holds.
 	TaskExtend(ctx context.Context, worker string, ids []int64, until time.Time) error
@@ -461,6 +485,18 @@ type Store interface {
 	TaskRelease(ctx context.Context, worker string, id int64, visibleAt time.Time) error
 	// TaskList lists tasks, of one instance when instanceID is set.
 	TaskList(ctx context.Context, instanceID string) ([]Task, error)
+
+	// ServicePut validates a registry entry (see Service.Validate) and
+	// creates it, or replaces the entry of that name keeping its
+	// CreatedAt; UpdatedAt (and CreatedAt of a new entry) become now.
+	ServicePut(ctx context.Context, s Service, now time.Time) (Service, error)
+	// ServiceGet reads a registry entry; ErrNotFound when there is none.
+	ServiceGet(ctx context.Context, name string) (Service, error)
+	// ServiceList lists the registry ordered by name.
+	ServiceList(ctx context.Context) ([]Service, error)
+	// ServiceDelete removes a registry entry; ErrNotFound when there is
+	// none, ErrInUse while tasks of the service are queued or held.
+	ServiceDelete(ctx context.Context, name string) error
 
 	// TimerList lists an instance's timers by FireAt.
 	TimerList(ctx context.Context, instanceID string) ([]Timer, error)

@@ -1,10 +1,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/weftworks/weft/store"
@@ -78,35 +80,42 @@ func (w *writer) deleteTasks(ctx context.Context, instanceID string, pointers []
 // expired claim. A claim moves VisibleAt to the claim's expiry, so the
 // task shows again when the claim runs out. The first claim of an
 // attempt also starts its step: see startStep.
+//
+// A service whose registry entry has a concurrency cap or a rate is
+// claimed within its allowance (see allowance), and its token bucket is
+// charged in the same write; its row is locked meanwhile where the
+// database locks rows, so that claims on other nodes wait for this one.
 func (s *Store) TaskClaim(ctx context.Context, p store.TaskClaimParams) ([]store.Task, error) {
-	if len(p.Services) == 0 {
+	services := slices.Compact(slices.Sorted(slices.Values(p.Services)))
+	if len(services) == 0 {
 		return []store.Task{}, nil
 	}
 
-	args := []any{ms(p.Now), ms(p.Now)}
-	for _, svc := range p.Services {
-		args = append(args, svc)
-	}
-
-	args = append(args, max(p.Limit, 1))
+	limit := max(p.Limit, 1)
 
 	var claimed []store.Task
 	err := s.write(ctx, func(ctx context.Context, w *writer) error {
-		rows, err := w.query(ctx, `SELECT `+taskColumns+` FROM dispatch_tasks
-			WHERE visible_at <= ? AND (claimed_by = '' OR claim_expires <= ?)
-			AND service IN (`+placeholders(len(p.Services))+`)
-			ORDER BY visible_at, id LIMIT ?`+s.dialect.SkipLocked, args...)
+		limits, err := w.serviceLimits(ctx, services, limit, p.Now)
 		if err != nil {
 			return err
 		}
 
-		claimed, err = collect(rows, scanTask)
+		claimed, err = w.claimable(ctx, services, limits, limit, p.Now)
 		if err != nil {
 			return err
 		}
 
+		taken := make(map[string]int, len(limits))
 		for i := range claimed {
 			if err := w.claimTask(ctx, &claimed[i], p); err != nil {
+				return err
+			}
+
+			taken[claimed[i].Service]++
+		}
+
+		for _, l := range limits {
+			if err := w.spendTokens(ctx, l, taken[l.name]); err != nil {
 				return err
 			}
 		}
@@ -118,6 +127,78 @@ func (s *Store) TaskClaim(ctx context.Context, p store.TaskClaimParams) ([]store
 	}
 
 	return claimed, nil
+}
+
+// claimable selects, and where the database locks rows locks, up to limit
+// claimable tasks of the services, oldest first: those of unlimited
+// services together, each limited service's within its allowance.
+func (w *writer) claimable(ctx context.Context, services []string,
+	limits map[string]*serviceLimit, limit int, now time.Time,
+) ([]store.Task, error) {
+	var free []string
+	var tasks []store.Task
+	for _, svc := range services {
+		l, ok := limits[svc]
+		if !ok {
+			free = append(free, svc)
+
+			continue
+		}
+
+		got, err := w.selectTasks(ctx, []string{svc}, l.allow, now)
+		if err != nil {
+			return nil, err
+		}
+
+		tasks = append(tasks, got...)
+	}
+
+	got, err := w.selectTasks(ctx, free, limit, now)
+	if err != nil {
+		return nil, err
+	}
+
+	tasks = append(tasks, got...)
+	slices.SortFunc(tasks, func(a, b store.Task) int {
+		if c := a.VisibleAt.Compare(b.VisibleAt); c != 0 {
+			return c
+		}
+
+		return cmp.Compare(a.ID, b.ID)
+	})
+
+	return tasks[:min(len(tasks), limit)], nil
+}
+
+// selectTasks selects up to limit claimable tasks of the services, oldest
+// first.
+func (w *writer) selectTasks(
+	ctx context.Context, services []string, limit int, now time.Time,
+) ([]store.Task, error) {
+	if len(services) == 0 || limit <= 0 {
+		return nil, nil
+	}
+
+	args := []any{ms(now), ms(now)}
+	for _, svc := range services {
+		args = append(args, svc)
+	}
+
+	args = append(args, limit)
+	rows, err := w.query(ctx, `SELECT `+taskColumns+` FROM dispatch_tasks
+		WHERE visible_at <= ? AND (claimed_by = '' OR claim_expires <= ?)
+		AND service IN (`+placeholders(len(services))+`)
+		ORDER BY visible_at, id LIMIT ?`+w.s.dialect.SkipLocked, args...)
+	if err != nil {
+		return nil, fmt.Errorf("selecting tasks: %w", err)
+	}
+
+	tasks, err := collect(rows, scanTask)
+	if err != nil {
+		return nil, fmt.Errorf("selecting tasks: %w", err)
+	}
+
+	return tasks, nil
 }
 
 // claimTask gives one task to the worker, and starts its step when this

@@ -21,6 +21,7 @@ type OpenNodes func(t *testing.T) (a, b store.Store)
 func Nodes(t *testing.T, open OpenNodes) {
 	t.Run("InstanceClaimsDoNotOverlap", func(t *testing.T) { claimsDoNotOverlap(t, open) })
 	t.Run("TaskClaimsDoNotOverlap", func(t *testing.T) { taskClaimsDoNotOverlap(t, open) })
+	t.Run("ServiceLimitsHoldAcrossNodes", func(t *testing.T) { serviceLimitsAcrossNodes(t, open) })
 	t.Run("LeaseExpiryUsesDatabaseClock", func(t *testing.T) { leaseUsesDatabaseClock(t, open) })
 	t.Run("ExpiredLeaseFencesOldOwner", func(t *testing.T) { expiredLeaseFences(t, open) })
 	t.Run("ReportRacesTransition", func(t *testing.T) { reportRacesTransition(t, open) })
@@ -130,6 +131,41 @@ func taskClaimsDoNotOverlap(t *testing.T, open OpenNodes) {
 	}
 
 	equal(t, "last audit row", audit[len(audit)-1].Type, "step_started")
+}
+
+// serviceLimitsAcrossNodes: claimers on two nodes together take no more
+// than a service's concurrency cap, nor more than its token bucket holds.
+func serviceLimitsAcrossNodes(t *testing.T, open OpenNodes) {
+	e, b := newNodes(t, open)
+	_, err := e.s.ServicePut(e.ctx, store.Service{
+		Name: service, Mode: store.ServicePull, Concurrency: 5,
+	}, e.now)
+	ok(t, err)
+	_, err = e.s.ServicePut(e.ctx, store.Service{
+		Name: "other", Mode: store.ServicePull, Rate: 1, Burst: 3,
+	}, e.now)
+	ok(t, err)
+	for range 12 {
+		e.dispatch(e.create(), taskOptions{})
+		e.dispatch(e.create(), taskOptions{service: "other"})
+	}
+
+	claim := func(s store.Store, who string) ([]store.Task, error) {
+		return s.TaskClaim(e.ctx, store.TaskClaimParams{
+			Worker: who, Services: []string{service, "other"}, Limit: 2, LeaseTTL: time.Minute,
+			Now: e.now,
+		})
+	}
+	got := claimers(t, []store.Store{e.s, b}, 6, claim)
+
+	per := map[string]int{}
+	for _, claims := range got {
+		for _, task := range claims {
+			per[task.Service]++
+		}
+	}
+
+	equal(t, "claimed per service", per, map[string]int{service: 5, "other": 3})
 }
 
 // leaseUsesDatabaseClock: a lease taken with a caller clock far ahead is
