@@ -189,11 +189,13 @@ func TestBacklogAfterOutageKeepsLimits(t *testing.T) {
 	h := newHarness(t, push.Options{BreakerFailures: 2})
 	svc := newService(t)
 	svc.answer = func(context.Context, *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
-		time.Sleep(20 * time.Millisecond)
+		// At 20 calls a second a call of 120ms keeps about 2.4 open: the
+		// concurrency limit of 4 is reached now and then, never passed.
+		time.Sleep(120 * time.Millisecond)
 		return output(`1`), nil
 	}
 	h.service(store.Service{
-		Name: "paced", Addresses: []string{svc.addr}, Concurrency: limit, Rate: rate, Burst: 1,
+		Name: "paced", Addresses: []string{svc.addr}, Concurrency: limit, Rate: rate, Burst: 2,
 		DispatchLimit: 1000,
 	})
 	h.register(oneStep("paced", "paced", ""))

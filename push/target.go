@@ -185,9 +185,10 @@ func (t *target) run(ctx context.Context) {
 			limit = 1
 		}
 
+		claimed := time.Now()
 		tasks, err := t.d.st.TaskClaim(ctx, store.TaskClaimParams{
 			Worker: t.d.opts.NodeID, Services: []string{svc.Name}, Limit: limit,
-			LeaseTTL: t.d.opts.ClaimTTL, Now: time.Now(),
+			LeaseTTL: t.d.opts.ClaimTTL, Now: claimed,
 		})
 		if err != nil {
 			if ctx.Err() == nil {
@@ -212,9 +213,10 @@ func (t *target) run(ctx context.Context) {
 			t.idle(ctx)
 		case svc.Rate > 0:
 			// The store's token bucket holds the rate cluster-wide; this
-			// wait keeps the loop from claiming again before a token can
-			// be there.
-			_ = sleep(ctx, time.Duration(float64(time.Second)/svc.Rate))
+			// wait, counted from the claim, makes the next claim come when
+			// the bucket has a token again.
+			next := claimed.Add(time.Duration(float64(time.Second) / svc.Rate))
+			_ = sleep(ctx, time.Until(next))
 		}
 	}
 }

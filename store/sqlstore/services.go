@@ -235,7 +235,9 @@ func (w *writer) allowance(ctx context.Context, l *serviceLimit, limit int, now 
 		elapsed := float64(at-l.tokensAt) / 1000
 		l.tokens = math.Min(bucketSize(l.burst), l.tokens+l.rate*elapsed)
 		l.tokensAt = at
-		l.allow = min(l.allow, int(math.Floor(l.tokens)))
+		// A bucket refilled to a whole token in float arithmetic may
+		// hold a hair less; the epsilon counts it whole.
+		l.allow = min(l.allow, int(math.Floor(l.tokens+1e-9)))
 	}
 
 	return nil
