@@ -69,6 +69,15 @@ type Options struct {
 	// RetryBackoff is the first wait before a call retried on
 	// UNAVAILABLE; it doubles up to 5s. Default 100ms.
 	RetryBackoff time.Duration
+	// InlineWait is how long ExecuteTask (push mode) waits for a new
+	// task's handler before it answers accepted and reports later;
+	// default 200ms, never past the call's own deadline.
+	InlineWait time.Duration
+	// RememberFinished bounds the finished push tasks kept to answer a
+	// repeated ExecuteTask with the same result; default 1000.
+	RememberFinished int
+	// RememberFor is how long a finished push task is kept; default 10m.
+	RememberFor time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// DialOptions are added to the dial; they may replace the transport
@@ -115,6 +124,8 @@ type Worker struct {
 	mu       sync.Mutex
 	handlers map[string]HandlerFunc
 	slots    chan struct{}
+	pushOnce sync.Once
+	push     *PushService
 }
 
 // New checks opts and dials weft; the connection opens on first use.
@@ -153,6 +164,8 @@ func (o *Options) fill() error {
 		return fmt.Errorf("service: required: %w", ErrOptions)
 	case o.Concurrency < 0:
 		return fmt.Errorf("concurrency: must not be negative: %w", ErrOptions)
+	case o.RememberFinished < 0:
+		return fmt.Errorf("remember_finished: must not be negative: %w", ErrOptions)
 	case !o.Insecure && o.TLS == nil && len(o.DialOptions) == 0:
 		return fmt.Errorf("tls: required unless insecure: %w", ErrOptions)
 	}
@@ -172,6 +185,15 @@ func (o *Options) fill() error {
 	}
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 100 * time.Millisecond
+	}
+	if o.InlineWait <= 0 {
+		o.InlineWait = 200 * time.Millisecond
+	}
+	if o.RememberFinished == 0 {
+		o.RememberFinished = 1000
+	}
+	if o.RememberFor <= 0 {
+		o.RememberFor = 10 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -216,12 +238,15 @@ func (b bearer) RequireTransportSecurity() bool { return !b.insecure }
 
 // Log keys, defined once.
 const (
-	keyService = "service"
-	keyWorker  = "worker"
-	keyStep    = "step_id"
-	keyAttempt = "attempt"
-	keyAction  = "action"
-	keyErr     = "err"
-	keyBackoff = "backoff"
-	keyGrace   = "grace"
+	keyService  = "service"
+	keyWorker   = "worker"
+	keyStep     = "step_id"
+	keyAttempt  = "attempt"
+	keyAction   = "action"
+	keyErr      = "err"
+	keyBackoff  = "backoff"
+	keyGrace    = "grace"
+	keyInstance = "instance_id"
+	keyReason   = "reason"
+	keyAddr     = "addr"
 )
