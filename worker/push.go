@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -102,7 +101,9 @@ func (p *PushService) Register(g grpc.ServiceRegistrar) {
 // for weft, and the standard health service. Then it refuses new tasks
 // with UNAVAILABLE, drains as Shutdown does, stops the server and returns
 // nil. opts configure the grpc.Server, for example grpc.Creds for TLS.
-// Reports of accepted tasks go to weft at Options.Address.
+// Reports and heartbeats of accepted tasks go to weft at
+// Options.Address. A Worker drains its push service once: after
+// ServePush returns, it takes no new task.
 func (w *Worker) ServePush(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
 	p := w.PushService()
 	g := grpc.NewServer(opts...)
@@ -126,9 +127,6 @@ func (w *Worker) ServePush(ctx context.Context, lis net.Listener, opts ...grpc.S
 	g.GracefulStop()
 	if err == nil {
 		err = <-errc
-	}
-	if errors.Is(err, grpc.ErrServerStopped) {
-		err = nil
 	}
 
 	return err
@@ -219,6 +217,9 @@ func (p *PushService) take(msg *weftv1.Task) (t *pushTask, fresh bool, err error
 
 	p.forget(time.Now())
 	if t, ok := p.byKey[msg.GetIdempotencyKey()]; ok {
+		if refKeyOf(t.a.ref) != refKeyOf(taskRefOf(msg)) || t.a.ref.GetTaskToken() != msg.GetTaskToken() {
+			return nil, false, invalidField("task.idempotency_key", "held by another attempt")
+		}
 		return t, false, nil
 	}
 	if p.closed {

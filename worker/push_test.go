@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -222,6 +223,13 @@ func TestPushAcceptedThenReported(t *testing.T) {
 		if err != nil || !resp.GetAccepted() {
 			t.Fatalf("call %d: answer %v, %v; want accepted", i, resp, err)
 		}
+	}
+	forged := proto.CloneOf(task)
+	forged.TaskToken = "another"
+	_, err := p.execute(forged)
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument ||
+		!strings.HasPrefix(st.Message(), "task.idempotency_key:") {
+		t.Fatalf("same key with another token: %v, want INVALID_ARGUMENT naming the key", err)
 	}
 	close(release)
 

@@ -180,11 +180,8 @@ type outcome struct {
 func (w *Worker) begin(work context.Context, msg *weftv1.Task) *attempt {
 	t := taskOf(msg)
 	a := &attempt{
-		task: t,
-		ref: &weftv1.TaskRef{
-			InstanceId: msg.GetInstanceId(), PointerId: msg.GetPointerId(),
-			Attempt: msg.GetAttempt(), TaskToken: msg.GetTaskToken(),
-		},
+		task:    t,
+		ref:     taskRefOf(msg),
 		log:     w.log.With(keyStep, t.StepID, keyAttempt, t.Attempt, keyAction, t.Action),
 		release: func() {},
 	}
@@ -237,6 +234,13 @@ func (w *Worker) settle(work context.Context, a *attempt, res outcome) {
 		return
 	}
 	a.log.Debug("task reported")
+}
+
+func taskRefOf(m *weftv1.Task) *weftv1.TaskRef {
+	return &weftv1.TaskRef{
+		InstanceId: m.GetInstanceId(), PointerId: m.GetPointerId(),
+		Attempt: m.GetAttempt(), TaskToken: m.GetTaskToken(),
+	}
 }
 
 func taskOf(m *weftv1.Task) Task {

@@ -1,11 +1,23 @@
-// Package worker turns a Go program into a weft step executor in pull
-// mode: it long-polls StepExecutionService for the tasks of one service,
-// runs a handler per action with a bounded concurrency, heartbeats while
-// a handler runs, and reports each attempt's completion or failure.
+// Package worker turns a Go program into a weft step executor for one
+// service: it runs a handler per action with a bounded concurrency,
+// heartbeats while a handler runs, and reports each attempt's completion
+// or failure to StepExecutionService.
+//
+// In pull mode (Run) the worker long-polls weft for its service's tasks:
 //
 //	w, err := worker.New(worker.Options{Address: "127.0.0.1:7233", Service: "exif", Insecure: true})
 //	w.Handle("read", func(ctx context.Context, t worker.Task) (any, error) { ... })
 //	err = w.Run(ctx)
+//
+// In push mode (ServePush) the worker serves StepWorkerService and weft
+// calls it with each task; a handler that ends within
+// Options.InlineWait answers at once, a longer one is answered accepted
+// and reported later to weft at Options.Address:
+//
+//	lis, err := net.Listen("tcp", ":7300")
+//	err = w.ServePush(ctx, lis, grpc.Creds(serverTLS))
+//
+// The same handlers serve both modes.
 package worker
 
 import (
