@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -98,7 +99,7 @@ func (p *PushService) Register(g grpc.ServiceRegistrar) {
 }
 
 // ServePush serves push mode on lis until ctx ends: StepWorkerService
-// for weft, and the standard health service. Then it refuses new tasks
+// for weft, with the standard health service and server reflection. Then it refuses new tasks
 // with UNAVAILABLE, drains as Shutdown does, stops the server and returns
 // nil. opts configure the grpc.Server, for example grpc.Creds for TLS.
 // Reports and heartbeats of accepted tasks go to weft at
@@ -110,6 +111,7 @@ func (w *Worker) ServePush(ctx context.Context, lis net.Listener, opts ...grpc.S
 	p.Register(g)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
