@@ -60,7 +60,9 @@ type refKey struct {
 }
 
 func refKeyOf(ref *weftv1.TaskRef) refKey {
-	return refKey{instance: ref.GetInstanceId(), pointer: ref.GetPointerId(), attempt: ref.GetAttempt()}
+	return refKey{
+		instance: ref.GetInstanceId(), pointer: ref.GetPointerId(), attempt: ref.GetAttempt(),
+	}
 }
 
 // pushTask is an attempt taken in push mode, running or finished.
@@ -99,12 +101,12 @@ func (p *PushService) Register(g grpc.ServiceRegistrar) {
 }
 
 // ServePush serves push mode on lis until ctx ends: StepWorkerService
-// for weft, with the standard health service and server reflection. Then it refuses new tasks
-// with UNAVAILABLE, drains as Shutdown does, stops the server and returns
-// nil. opts configure the grpc.Server, for example grpc.Creds for TLS.
-// Reports and heartbeats of accepted tasks go to weft at
-// Options.Address. A Worker drains its push service once: after
-// ServePush returns, it takes no new task.
+// for weft, with the standard health service and server reflection.
+// Then it refuses new tasks with UNAVAILABLE, drains as Shutdown does,
+// stops the server and returns nil. opts configure the grpc.Server, for
+// example grpc.Creds for TLS. Reports and heartbeats of accepted tasks
+// go to weft at Options.Address. A Worker drains its push service once:
+// after ServePush returns, it takes no new task.
 func (w *Worker) ServePush(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
 	p := w.PushService()
 	g := grpc.NewServer(opts...)
@@ -225,7 +227,8 @@ func (p *PushService) take(msg *weftv1.Task) (t *pushTask, fresh bool, err error
 		return t, false, nil
 	}
 	if p.closed {
-		return nil, false, status.Error(codes.Unavailable, "the worker is shutting down; send the task again later")
+		return nil, false, status.Error(codes.Unavailable,
+			"the worker is shutting down; send the task again later")
 	}
 
 	select {
@@ -310,10 +313,12 @@ func (p *PushService) await(ctx context.Context, t *pushTask) *weftv1.ExecuteTas
 // answer is the response that carries a finished handler's result.
 func answer(res outcome) *weftv1.ExecuteTaskResponse {
 	if res.err != nil {
-		return &weftv1.ExecuteTaskResponse{Result: &weftv1.ExecuteTaskResponse_Error{Error: stepError(res.err)}}
+		e := &weftv1.ExecuteTaskResponse_Error{Error: stepError(res.err)}
+		return &weftv1.ExecuteTaskResponse{Result: e}
 	}
 
-	return &weftv1.ExecuteTaskResponse{Result: &weftv1.ExecuteTaskResponse_Output{Output: string(res.out)}}
+	out := &weftv1.ExecuteTaskResponse_Output{Output: string(res.out)}
+	return &weftv1.ExecuteTaskResponse{Result: out}
 }
 
 // CancelTask ends the context of the named attempt's handler with cause
@@ -368,7 +373,8 @@ func invalidField(field, format string, args ...any) error {
 func exhausted(slots int) error {
 	st := status.Newf(codes.ResourceExhausted,
 		"all %d handler slots are busy; send the task again later", slots)
-	if with, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)}); err == nil {
+	hint := &errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)}
+	if with, err := st.WithDetails(hint); err == nil {
 		st = with
 	}
 

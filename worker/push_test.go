@@ -152,9 +152,11 @@ func waitLog(l *logs, s string) bool {
 
 func TestPushInlineResult(t *testing.T) {
 	x := serveWeft(t, 0)
-	w := newWorker(t, x, worker.Options{})
+	w := newWorker(t, x, worker.Options{InlineWait: 2 * time.Second})
 	var seen worker.Task
+	var calls atomic.Int32
 	w.Handle("do", func(_ context.Context, task worker.Task) (any, error) {
+		calls.Add(1)
 		seen = task
 		return map[string]string{"got": string(task.Input)}, nil
 	})
@@ -172,6 +174,11 @@ func TestPushInlineResult(t *testing.T) {
 	}
 	if seen.InstanceID != id || seen.IdempotencyKey != task.GetIdempotencyKey() || seen.Attempt != 1 {
 		t.Fatalf("handler saw %+v, want the task of %s with key %s", seen, id, task.GetIdempotencyKey())
+	}
+	again, err := p.execute(task)
+	if err != nil || again.GetOutput() != resp.GetOutput() || calls.Load() != 1 {
+		t.Fatalf("the same task again: %v, %v after %d runs; want the same output after 1",
+			again, err, calls.Load())
 	}
 	x.apply(t, task, resp)
 	if inst := x.wait(t, id); inst.Status != store.InstanceCompleted {
@@ -250,12 +257,37 @@ func TestPushAcceptedThenReported(t *testing.T) {
 	}
 }
 
+// TestPushForgetsPastTheBound keeps one finished task only: a repeat of
+// an older one runs its handler again.
+func TestPushForgetsPastTheBound(t *testing.T) {
+	x := serveWeft(t, 0)
+	w := newWorker(t, x, worker.Options{RememberFinished: 1, InlineWait: 2 * time.Second})
+	var calls atomic.Int32
+	w.Handle("do", func(context.Context, worker.Task) (any, error) { return calls.Add(1), nil })
+	p := servePush(t, w)
+
+	x.start(t, manyTasks, `{"items": [1, 2]}`)
+	first, second := x.claim(t), x.claim(t)
+	var answers []string
+	for _, task := range []*weftv1.Task{first, second, second, first} {
+		resp, err := p.execute(task)
+		if err != nil {
+			t.Fatalf("ExecuteTask: %v", err)
+		}
+		answers = append(answers, resp.GetOutput())
+	}
+
+	if want := []string{"1", "2", "2", "3"}; strings.Join(answers, " ") != strings.Join(want, " ") {
+		t.Fatalf("answers %v, want %v: the last finished task kept, the first run again", answers, want)
+	}
+}
+
 // TestPushCancel cancels an instance while its step runs in push mode:
 // CancelTask, as weft sends it, reaches the handler, whose failure report
 // lets the instance end cancelled.
 func TestPushCancel(t *testing.T) {
 	x := serveWeft(t, 0)
-	w := newWorker(t, x, worker.Options{InlineWait: 10 * time.Millisecond})
+	w := newWorker(t, x, worker.Options{InlineWait: 10 * time.Millisecond, HeartbeatEvery: time.Hour})
 	cause := make(chan error, 1)
 	w.Handle("do", func(ctx context.Context, _ worker.Task) (any, error) {
 		<-ctx.Done()
@@ -278,8 +310,8 @@ func TestPushCancel(t *testing.T) {
 	}
 	other := &weftv1.TaskRef{InstanceId: id, PointerId: 99, Attempt: 1, TaskToken: "x"}
 	for _, r := range []*weftv1.TaskRef{other, ref} {
-		_, err := p.client.CancelTask(context.Background(), &weftv1.CancelTaskRequest{Task: r, Reason: "test"})
-		if err != nil {
+		req := &weftv1.CancelTaskRequest{Task: r, Reason: "test"}
+		if _, err := p.client.CancelTask(context.Background(), req); err != nil {
 			t.Fatalf("CancelTask(%v): %v", r, err)
 		}
 	}
@@ -434,7 +466,9 @@ func TestPushShutdown(t *testing.T) {
 // handler runs: its context ends with ErrShutdown.
 func TestPushShutdownGraceEnds(t *testing.T) {
 	x := serveWeft(t, 0)
-	w := newWorker(t, x, worker.Options{InlineWait: 10 * time.Millisecond, Grace: 100 * time.Millisecond})
+	w := newWorker(t, x, worker.Options{
+		InlineWait: 10 * time.Millisecond, Grace: 100 * time.Millisecond,
+	})
 	cause := make(chan error, 1)
 	w.Handle("do", func(ctx context.Context, _ worker.Task) (any, error) {
 		<-ctx.Done()
@@ -500,7 +534,8 @@ func TestPushRefusesBadRequests(t *testing.T) {
 		{InstanceId: "i", PointerId: 1, TaskToken: "t"}, {InstanceId: "i", PointerId: 1, Attempt: 1},
 	} {
 		_, err := p.client.CancelTask(context.Background(), &weftv1.CancelTaskRequest{Task: ref})
-		if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "task") {
+		st := status.Convert(err)
+		if st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "task") {
 			t.Errorf("CancelTask(%v): %v, want INVALID_ARGUMENT naming the field", ref, err)
 		}
 	}
