@@ -183,10 +183,7 @@ func (p *PushService) check(msg *weftv1.Task) error {
 	}
 
 	err := first(
-		required("task.instance_id", msg.GetInstanceId()),
-		positive("task.pointer_id", msg.GetPointerId()),
-		positive("task.attempt", int64(msg.GetAttempt())),
-		required("task.task_token", msg.GetTaskToken()),
+		checkRef(taskRefOf(msg)),
 		required("task.idempotency_key", msg.GetIdempotencyKey()),
 		required("task.action", msg.GetAction()),
 	)
@@ -306,7 +303,8 @@ func (p *PushService) await(ctx context.Context, t *pushTask) *weftv1.ExecuteTas
 		return answer(t.res)
 	default:
 		t.accepted = true
-		return &weftv1.ExecuteTaskResponse{Result: &weftv1.ExecuteTaskResponse_Accepted{Accepted: true}}
+		accepted := &weftv1.ExecuteTaskResponse_Accepted{Accepted: true}
+		return &weftv1.ExecuteTaskResponse{Result: accepted}
 	}
 }
 
@@ -330,13 +328,7 @@ func (p *PushService) CancelTask(
 	if ref == nil {
 		return nil, invalidField("task", "required")
 	}
-	err := first(
-		required("task.instance_id", ref.GetInstanceId()),
-		positive("task.pointer_id", ref.GetPointerId()),
-		positive("task.attempt", int64(ref.GetAttempt())),
-		required("task.task_token", ref.GetTaskToken()),
-	)
-	if err != nil {
+	if err := checkRef(ref); err != nil {
 		return nil, err
 	}
 
@@ -353,6 +345,16 @@ func (p *PushService) CancelTask(
 	t.a.cancel(ErrCancelRequested)
 
 	return &weftv1.CancelTaskResponse{}, nil
+}
+
+// checkRef refuses an attempt's reference with a missing field.
+func checkRef(ref *weftv1.TaskRef) error {
+	return first(
+		required("task.instance_id", ref.GetInstanceId()),
+		positive("task.pointer_id", ref.GetPointerId()),
+		positive("task.attempt", int64(ref.GetAttempt())),
+		required("task.task_token", ref.GetTaskToken()),
+	)
 }
 
 // invalidField is the INVALID_ARGUMENT status that names the field at
