@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -34,18 +35,28 @@ func (w *Worker) Run(ctx context.Context) error {
 	var running sync.WaitGroup
 	w.poll(ctx, work, &running)
 
-	done := make(chan struct{})
-	go func() { running.Wait(); close(done) }()
 	w.log.Info("worker stopping", keyGrace, w.opts.Grace)
-	select {
-	case <-done:
-	case <-time.After(w.opts.Grace):
-		stop(ErrShutdown)
-		<-done
-	}
+	w.drain(&running, stop)
 	w.log.Info("worker stopped")
 
 	return nil
+}
+
+// drain waits up to Options.Grace for the running handlers (and their
+// reports), then ends their contexts with ErrShutdown and waits for the
+// rest.
+func (w *Worker) drain(running *sync.WaitGroup, stop context.CancelCauseFunc) {
+	done := make(chan struct{})
+	go func() { running.Wait(); close(done) }()
+
+	t := time.NewTimer(w.opts.Grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		stop(ErrShutdown)
+		<-done
+	}
 }
 
 // poll takes tasks while ctx lasts, each once a slot is free, and starts
@@ -135,54 +146,101 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// run runs one task's handler with heartbeats and reports its outcome.
+// run runs one polled task's handler with heartbeats and reports its
+// outcome.
 func (w *Worker) run(work context.Context, msg *weftv1.Task, claim time.Duration) {
+	a := w.begin(work, msg)
+	beat := &weftv1.HeartbeatTaskRequest{Task: a.ref, TaskId: msg.GetTaskId(), Worker: w.opts.Name}
+	res := w.execute(a, beat, w.interval(a.task, claim))
+	w.settle(work, a, res)
+}
+
+// attempt is one delivery of a task to its handler, in pull or push
+// mode.
+type attempt struct {
+	task Task
+	ref  *weftv1.TaskRef
+	log  *slog.Logger
+	// ctx is the handler's context; cancel ends it with a cause, and
+	// release frees its deadline.
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	release context.CancelFunc
+}
+
+// outcome is what a handler's run came to.
+type outcome struct {
+	out []byte
+	err error
+	// cause is why the handler's context ended, nil if it had not.
+	cause error
+}
+
+// begin prepares msg's attempt under work, with the task's deadline.
+func (w *Worker) begin(work context.Context, msg *weftv1.Task) *attempt {
 	t := taskOf(msg)
-	ref := &weftv1.TaskRef{
-		InstanceId: msg.GetInstanceId(), PointerId: msg.GetPointerId(),
-		Attempt: msg.GetAttempt(), TaskToken: msg.GetTaskToken(),
+	a := &attempt{
+		task:    t,
+		ref:     taskRefOf(msg),
+		log:     w.log.With(keyStep, t.StepID, keyAttempt, t.Attempt, keyAction, t.Action),
+		release: func() {},
 	}
-	log := w.log.With(keyStep, t.StepID, keyAttempt, t.Attempt, keyAction, t.Action)
 
-	ctx, cancel := context.WithCancelCause(work)
-	defer cancel(nil)
+	a.ctx, a.cancel = context.WithCancelCause(work)
 	if !t.Deadline.IsZero() {
-		var stop context.CancelFunc
-		ctx, stop = context.WithDeadline(ctx, t.Deadline)
-		defer stop()
+		a.ctx, a.release = context.WithDeadline(a.ctx, t.Deadline)
 	}
 
+	return a
+}
+
+// execute runs the attempt's handler, heartbeating with beat every d.
+func (w *Worker) execute(a *attempt, beat *weftv1.HeartbeatTaskRequest, d time.Duration) outcome {
 	beats := make(chan struct{})
 	go func() {
 		defer close(beats)
-		w.heartbeat(ctx, cancel, msg.GetTaskId(), ref, w.interval(t, claim))
+		w.heartbeat(a, beat, d)
 	}()
 
-	out, herr := w.call(ctx, t)
-	cause := context.Cause(ctx)
-	cancel(nil)
+	out, err := w.call(a.ctx, a.task)
+	cause := context.Cause(a.ctx)
+	a.cancel(nil)
+	a.release()
 	<-beats
-	if errors.Is(cause, ErrLost) {
-		log.Warn("task lost before it ended", keyErr, cause)
+
+	return outcome{out: out, err: err, cause: cause}
+}
+
+// settle reports the outcome of an attempt, unless it was lost.
+func (w *Worker) settle(work context.Context, a *attempt, res outcome) {
+	if errors.Is(res.cause, ErrLost) {
+		a.log.Warn("task lost before it ended", keyErr, res.cause)
 		return
 	}
 
 	rctx, stop := context.WithTimeout(context.WithoutCancel(work), reportTimeout)
 	defer stop()
-	dup, err := w.report(rctx, ref, out, herr)
+	dup, err := w.report(rctx, a.ref, res.out, res.err)
 	if status.Code(err) == codes.FailedPrecondition {
-		log.Warn("task report came too late; weft had settled the attempt", keyErr, err)
+		a.log.Warn("task report came too late; weft had settled the attempt", keyErr, err)
 		return
 	}
 	if err != nil {
-		log.Error("reporting the task failed", keyErr, err)
+		a.log.Error("reporting the task failed", keyErr, err)
 		return
 	}
 	if dup {
-		log.Info("task was already reported; weft kept the first report")
+		a.log.Info("task was already reported; weft kept the first report")
 		return
 	}
-	log.Debug("task reported")
+	a.log.Debug("task reported")
+}
+
+func taskRefOf(m *weftv1.Task) *weftv1.TaskRef {
+	return &weftv1.TaskRef{
+		InstanceId: m.GetInstanceId(), PointerId: m.GetPointerId(),
+		Attempt: m.GetAttempt(), TaskToken: m.GetTaskToken(),
+	}
 }
 
 func taskOf(m *weftv1.Task) Task {
@@ -220,8 +278,7 @@ func (w *Worker) interval(t Task, claim time.Duration) time.Duration {
 func (w *Worker) call(ctx context.Context, t Task) (out []byte, err error) {
 	h, ok := w.handler(t.Action)
 	if !ok {
-		return nil, engine.NonRetryable("unknown_action",
-			fmt.Sprintf("service %s has no action %q", w.opts.Service, t.Action))
+		return nil, w.unknownAction(t.Action)
 	}
 
 	defer func() {
@@ -242,25 +299,27 @@ func (w *Worker) call(ctx context.Context, t Task) (out []byte, err error) {
 	return out, nil
 }
 
-// heartbeat beats every d until ctx ends, and cancels the handler when
-// weft asks to cancel or refuses the attempt.
-func (w *Worker) heartbeat(
-	ctx context.Context, cancel context.CancelCauseFunc, id int64, ref *weftv1.TaskRef, d time.Duration,
-) {
-	for sleep(ctx, d) {
-		resp, err := w.client.HeartbeatTask(ctx, &weftv1.HeartbeatTaskRequest{
-			Task: ref, TaskId: id, Worker: w.opts.Name,
-		})
+// unknownAction is the failure of a task whose action has no handler.
+func (w *Worker) unknownAction(action string) error {
+	return engine.NonRetryable("unknown_action",
+		fmt.Sprintf("service %s has no action %q", w.opts.Service, action))
+}
+
+// heartbeat sends req every d until the attempt's context ends, and
+// cancels the handler when weft asks to cancel or refuses the attempt.
+func (w *Worker) heartbeat(a *attempt, req *weftv1.HeartbeatTaskRequest, d time.Duration) {
+	for sleep(a.ctx, d) {
+		resp, err := w.client.HeartbeatTask(a.ctx, req)
 		switch {
-		case ctx.Err() != nil:
+		case a.ctx.Err() != nil:
 			return
 		case retryable(err):
-			w.log.Warn("heartbeat failed", keyStep, ref.GetPointerId(), keyErr, err)
+			a.log.Warn("heartbeat failed", keyErr, err)
 		case err != nil:
-			cancel(fmt.Errorf("%w: %v", ErrLost, err))
+			a.cancel(fmt.Errorf("%w: %v", ErrLost, err))
 			return
 		case resp.GetCancelRequested():
-			cancel(ErrCancelRequested)
+			a.cancel(ErrCancelRequested)
 			return
 		}
 	}

@@ -1,11 +1,23 @@
-// Package worker turns a Go program into a weft step executor in pull
-// mode: it long-polls StepExecutionService for the tasks of one service,
-// runs a handler per action with a bounded concurrency, heartbeats while
-// a handler runs, and reports each attempt's completion or failure.
+// Package worker turns a Go program into a weft step executor for one
+// service: it runs a handler per action with a bounded concurrency,
+// heartbeats while a handler runs, and reports each attempt's completion
+// or failure to StepExecutionService.
+//
+// In pull mode (Run) the worker long-polls weft for its service's tasks:
 //
 //	w, err := worker.New(worker.Options{Address: "127.0.0.1:7233", Service: "exif", Insecure: true})
 //	w.Handle("read", func(ctx context.Context, t worker.Task) (any, error) { ... })
 //	err = w.Run(ctx)
+//
+// In push mode (ServePush) the worker serves StepWorkerService and weft
+// calls it with each task; a handler that ends within
+// Options.InlineWait answers at once, a longer one is answered accepted
+// and reported later to weft at Options.Address:
+//
+//	lis, err := net.Listen("tcp", ":7300")
+//	err = w.ServePush(ctx, lis, grpc.Creds(serverTLS))
+//
+// The same handlers serve both modes.
 package worker
 
 import (
@@ -69,6 +81,15 @@ type Options struct {
 	// RetryBackoff is the first wait before a call retried on
 	// UNAVAILABLE; it doubles up to 5s. Default 100ms.
 	RetryBackoff time.Duration
+	// InlineWait is how long ExecuteTask (push mode) waits for a new
+	// task's handler before it answers accepted and reports later;
+	// default 200ms, never past the call's own deadline.
+	InlineWait time.Duration
+	// RememberFinished bounds the finished push tasks kept to answer a
+	// repeated ExecuteTask with the same result; default 1000.
+	RememberFinished int
+	// RememberFor is how long a finished push task is kept; default 10m.
+	RememberFor time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// DialOptions are added to the dial; they may replace the transport
@@ -115,6 +136,8 @@ type Worker struct {
 	mu       sync.Mutex
 	handlers map[string]HandlerFunc
 	slots    chan struct{}
+	pushOnce sync.Once
+	push     *PushService
 }
 
 // New checks opts and dials weft; the connection opens on first use.
@@ -153,6 +176,8 @@ func (o *Options) fill() error {
 		return fmt.Errorf("service: required: %w", ErrOptions)
 	case o.Concurrency < 0:
 		return fmt.Errorf("concurrency: must not be negative: %w", ErrOptions)
+	case o.RememberFinished < 0:
+		return fmt.Errorf("remember_finished: must not be negative: %w", ErrOptions)
 	case !o.Insecure && o.TLS == nil && len(o.DialOptions) == 0:
 		return fmt.Errorf("tls: required unless insecure: %w", ErrOptions)
 	}
@@ -172,6 +197,15 @@ func (o *Options) fill() error {
 	}
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 100 * time.Millisecond
+	}
+	if o.InlineWait <= 0 {
+		o.InlineWait = 200 * time.Millisecond
+	}
+	if o.RememberFinished == 0 {
+		o.RememberFinished = 1000
+	}
+	if o.RememberFor <= 0 {
+		o.RememberFor = 10 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -216,12 +250,15 @@ func (b bearer) RequireTransportSecurity() bool { return !b.insecure }
 
 // Log keys, defined once.
 const (
-	keyService = "service"
-	keyWorker  = "worker"
-	keyStep    = "step_id"
-	keyAttempt = "attempt"
-	keyAction  = "action"
-	keyErr     = "err"
-	keyBackoff = "backoff"
-	keyGrace   = "grace"
+	keyService  = "service"
+	keyWorker   = "worker"
+	keyStep     = "step_id"
+	keyAttempt  = "attempt"
+	keyAction   = "action"
+	keyErr      = "err"
+	keyBackoff  = "backoff"
+	keyGrace    = "grace"
+	keyInstance = "instance_id"
+	keyReason   = "reason"
+	keyAddr     = "addr"
 )

@@ -331,6 +331,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{worker.Options{Address: "127.0.0.1:1", Insecure: true}, "service"},
 		{worker.Options{Address: "127.0.0.1:1", Service: "svc"}, "tls"},
 		{worker.Options{Address: "127.0.0.1:1", Service: "svc", Insecure: true, Concurrency: -1}, "concurrency"},
+		{worker.Options{Address: "127.0.0.1:1", Service: "svc", Insecure: true, RememberFinished: -1},
+			"remember_finished"},
 	} {
 		_, err := worker.New(tc.opts)
 		if !errors.Is(err, worker.ErrOptions) || !strings.HasPrefix(err.Error(), tc.field+":") {
