@@ -174,7 +174,7 @@ func newService(t *testing.T) *service {
 }
 
 // up starts serving on the service's address.
-func (s *service) up(t *testing.T) {
+func (s *service) up(t *testing.T, opts ...grpc.ServerOption) {
 	t.Helper()
 
 	var lis net.Listener
@@ -191,7 +191,7 @@ func (s *service) up(t *testing.T) {
 
 	s.mu.Lock()
 	s.lis = lis
-	s.srv = grpc.NewServer()
+	s.srv = grpc.NewServer(opts...)
 	weftv1.RegisterStepWorkerServiceServer(s.srv, s)
 	srv := s.srv
 	s.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"slices"
 	"sync"
@@ -80,6 +81,9 @@ func DialOptions(svc store.Service) ([]grpc.DialOption, error) {
 // newTarget connects to a service's addresses, spreading calls over
 // them round robin. The connection opens on the first call.
 func (d *Dispatcher) newTarget(svc store.Service) (*target, error) {
+	if len(svc.Addresses) == 0 {
+		return nil, fmt.Errorf("push service %s has no address", svc.Name)
+	}
 	opts, err := d.opts.Dial(svc)
 	if err != nil {
 		return nil, err
@@ -91,7 +95,16 @@ func (d *Dispatcher) newTarget(svc store.Service) (*target, error) {
 		addrs[i] = resolver.Address{Addr: a}
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
-	opts = append(opts, grpc.WithResolvers(r),
+	// The name checked in the service's certificate is its ServerName,
+	// or the host of its first address.
+	authority := svc.TLS.ServerName
+	if authority == "" {
+		authority = svc.Addresses[0]
+		if host, _, err := net.SplitHostPort(authority); err == nil {
+			authority = host
+		}
+	}
+	opts = append(opts, grpc.WithResolvers(r), grpc.WithAuthority(authority),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
 	conn, err := grpc.NewClient(r.Scheme()+":///"+svc.Name, opts...)
 	if err != nil {

@@ -2,16 +2,9 @@ package server_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,67 +20,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/testca"
 	"github.com/weftworks/weft/server"
 )
-
-// testCA issues certificates for the security tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue makes a certificate for name, a server's (for 127.0.0.1) or a
-// client's, and returns its PEM certificate and key.
-func (ca *testCA) issue(t *testing.T, name string, serverCert bool) ([]byte, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if serverCert {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-}
 
 func write(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
@@ -117,10 +52,10 @@ func (tc tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]
 
 func (tokenCreds) RequireTransportSecurity() bool { return true }
 
-func dialSecure(t *testing.T, addr string, ca *testCA, certPEM, keyPEM []byte, token string) *secureClient {
+func dialSecure(t *testing.T, addr string, ca *testca.CA, certPEM, keyPEM []byte, token string) *secureClient {
 	t.Helper()
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	pool.AddCert(ca.Cert)
 	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if certPEM != nil {
 		cert, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -160,10 +95,10 @@ func wantCode(t *testing.T, what string, err error, code codes.Code) {
 // each refused and nothing changed. The right callers then get through.
 func TestServeSecurity(t *testing.T) {
 	dir := t.TempDir()
-	ca, rogue := newCA(t, "weft test CA"), newCA(t, "rogue CA")
-	serverCert, serverKey := ca.issue(t, "weft", true)
-	resizeCert, resizeKey := ca.issue(t, "resize-svc", false)
-	rogueCert, rogueKey := rogue.issue(t, "resize-svc", false)
+	ca, rogue := testca.New(t, "weft test CA"), testca.New(t, "rogue CA")
+	serverCert, serverKey := ca.Issue(t, "weft", true)
+	resizeCert, resizeKey := ca.Issue(t, "resize-svc", false)
+	rogueCert, rogueKey := rogue.Issue(t, "resize-svc", false)
 
 	identities := "identities:\n" +
 		"  - {name: resize-svc, roles: [worker], services: [resize]}\n" +
@@ -174,7 +109,7 @@ func TestServeSecurity(t *testing.T) {
 		", expires: 2020-01-01T00:00:00Z}\n"
 	p := startServeArgs(t,
 		"--tls-cert", write(t, dir, "server.pem", serverCert), "--tls-key", write(t, dir, "server.key", serverKey),
-		"--client-ca", write(t, dir, "ca.pem", ca.pem), "--identities", write(t, dir, "ids.yaml", []byte(identities)))
+		"--client-ca", write(t, dir, "ca.pem", ca.PEM), "--identities", write(t, dir, "ids.yaml", []byte(identities)))
 	ctx := p.ctx(t)
 
 	admin := dialSecure(t, p.addr, ca, nil, nil, "admin-token")
@@ -274,8 +209,8 @@ func TestServeSecurity(t *testing.T) {
 // with TLS but nobody to authenticate, or with half a key pair.
 func TestServeSecurityRefusesInsecureSetups(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "weft test CA")
-	cert, key := ca.issue(t, "weft", true)
+	ca := testca.New(t, "weft test CA")
+	cert, key := ca.Issue(t, "weft", true)
 	certPath, keyPath := write(t, dir, "s.pem", cert), write(t, dir, "s.key", key)
 	for _, args := range [][]string{
 		{"--tls-cert", certPath, "--tls-key", keyPath},

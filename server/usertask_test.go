@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/testca"
 	"github.com/weftworks/weft/server"
 )
 
@@ -21,8 +22,8 @@ import (
 // the chooser.
 func TestServeUserTasks(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "weft test CA")
-	serverCert, serverKey := ca.issue(t, "weft", true)
+	ca := testca.New(t, "weft test CA")
+	serverCert, serverKey := ca.Issue(t, "weft", true)
 	identities := "identities:\n" +
 		"  - {name: admin, roles: [admin, operator, reader], token_sha256: " +
 		server.HashToken("admin-token") + "}\n" +
