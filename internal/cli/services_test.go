@@ -26,8 +26,10 @@ func TestCLIServices(t *testing.T) {
 
 	var got struct {
 		Service struct {
-			Mode            string
-			TLS             struct{ ServerName string `json:"server_name"` } `json:"tls"`
+			Mode string
+			TLS  struct {
+				ServerName string `json:"server_name"`
+			} `json:"tls"`
 			DispatchTimeout string `json:"dispatch_timeout"`
 		}
 	}
