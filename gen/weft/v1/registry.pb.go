@@ -185,7 +185,8 @@ type Service struct {
 	// at once after a quiet spell; 0 means 1.
 	Burst int32 `protobuf:"varint,7,opt,name=burst,proto3" json:"burst,omitempty"`
 	// dispatch_timeout is the deadline of one ExecuteTask call to a push
-	// service, in whole milliseconds; unset or zero takes the default (10s).
+	// service, kept to the millisecond; unset or zero takes the default
+	// (10s).
 	DispatchTimeout *durationpb.Duration `protobuf:"bytes,8,opt,name=dispatch_timeout,json=dispatchTimeout,proto3" json:"dispatch_timeout,omitempty"`
 	// dispatch_limit is how many dispatch tries an attempt of a push service
 	// gets before it fails; 0 takes the default (5).
