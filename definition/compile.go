@@ -12,7 +12,7 @@ import (
 type CompileOptions struct {
 	// KnownService reports whether a service of that name is registered;
 	// a task step naming any other service is refused. Nil accepts every
-	// service.
+	// well-formed service name.
 	KnownService func(name string) bool
 }
 
@@ -100,6 +100,9 @@ type compiler struct {
 var (
 	// validName matches a definition name.
 	validName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,127}$`)
+	// validService matches a service name; the service registry takes the
+	// same names (store.ValidServiceName).
+	validService = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,127}$`)
 	// validID matches a step id.
 	validID = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
 )

@@ -211,7 +211,7 @@ steps:
 
 	opts := CompileOptions{KnownService: func(name string) bool { return name == "imaging" }}
 	_, err = CompileWith(d, opts)
-	want := `steps[1].service: unknown service "nowhere"`
+	want := `steps[1].service: step "b" names unknown service "nowhere": register it first`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}

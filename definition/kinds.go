@@ -84,9 +84,8 @@ func (c *compiler) required(n *Node, field, value string) bool {
 // task checks and compiles a task step.
 func (c *compiler) task(n *Node, depth int) {
 	s := n.Step
-	if c.required(n, "service", s.Service) && c.opts.KnownService != nil &&
-		!c.opts.KnownService(s.Service) {
-		c.fs.add(fieldPath(n.Path, "service"), "unknown service %q", s.Service)
+	if c.required(n, "service", s.Service) {
+		c.service(n)
 	}
 	c.required(n, "action", s.Action)
 	n.Service, n.Action = s.Service, s.Action
@@ -98,6 +97,20 @@ func (c *compiler) task(n *Node, depth int) {
 	c.taskPolicy(n)
 	c.outcomes(n, depth)
 	c.compensation(n, depth)
+}
+
+// service checks the service a task step names: a well-formed name,
+// known to the registry when there is one.
+func (c *compiler) service(n *Node) {
+	name := n.Step.Service
+	switch {
+	case !validService.MatchString(name):
+		c.fs.add(fieldPath(n.Path, "service"), "%q is not a service name (a letter, then up to "+
+			"127 letters, digits, '_', '.' or '-')", name)
+	case c.opts.KnownService != nil && !c.opts.KnownService(name):
+		c.fs.add(fieldPath(n.Path, "service"), "step %q names unknown service %q: register it "+
+			"first", n.ID, name)
+	}
 }
 
 // compensation checks and compiles a step's compensation block. Inside

@@ -86,9 +86,10 @@ func (d *definitions) newest(ctx context.Context, name string) (*definition.Grap
 
 // RegisterDefinition parses, validates and stores a definition written
 // in YAML or JSON. A (name, version) that exists already is refused with
-// store.ErrAlreadyExists unless its source is the same.
+// store.ErrAlreadyExists unless its source is the same. Every service its
+// task steps name must be known first (see ValidateDefinition).
 func (e *Engine) RegisterDefinition(ctx context.Context, src []byte) (*definition.Definition, error) {
-	def, g, err := e.ValidateDefinition(src)
+	def, g, err := e.ValidateDefinition(ctx, src)
 	if err != nil {
 		return nil, err
 	}
@@ -125,14 +126,23 @@ func (e *Engine) RegisterDefinition(ctx context.Context, src []byte) (*definitio
 }
 
 // ValidateDefinition parses and compiles a definition without storing
-// it; the error lists every fault with its path.
-func (e *Engine) ValidateDefinition(src []byte) (*definition.Definition, *definition.Graph, error) {
+// it; the error lists every fault with its path. A task step may name
+// only a known service: one in the registry (RegisterService) or one
+// with a Go handler in this engine (Handle).
+func (e *Engine) ValidateDefinition(
+	ctx context.Context, src []byte,
+) (*definition.Definition, *definition.Graph, error) {
 	def, err := definition.Parse(src)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 
-	g, err := definition.Compile(def)
+	known, err := e.knownServices(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	g, err := definition.CompileWith(def, definition.CompileOptions{KnownService: known})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

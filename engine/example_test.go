@@ -390,6 +390,14 @@ func ExampleEngine_Report() {
 	defer stop()
 	ctx := context.Background()
 
+	// The service has no handler here: register it, so that definitions
+	// may name it.
+	_, err := e.RegisterService(ctx, store.Service{Name: "renderer", Mode: store.ServicePull})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
 	id := exampleStart(e, `
 name: remote-work
 version: 1

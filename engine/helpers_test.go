@@ -14,6 +14,7 @@ import (
 	"github.com/weftworks/weft/store/postgres"
 	"github.com/weftworks/weft/store/postgres/pgtest"
 	"github.com/weftworks/weft/store/sqlite"
+	"github.com/weftworks/weft/weftest"
 )
 
 // harness is an engine on a real SQLite file with fast test settings.
@@ -23,6 +24,22 @@ type harness struct {
 	st   store.Store
 	path string
 	ctx  context.Context
+}
+
+// testServices are the services this package's definitions name; every
+// engine a test makes registers them (pull mode), since a definition may
+// name only known services.
+var testServices = []string{
+	"bench", "big", "calc", "cap", "clock", "crash", "fin", "greeter", "grow", "hb", "local",
+	"math", "no", "nobody", "nodes", "noisy", "num", "outside", "p", "par", "payments", "re",
+	"rec", "remote", "renderer", "retry", "scale", "shop", "slow", "storage", "sus", "svc",
+	"t", "trip", "wide", "work",
+}
+
+// registerServices registers testServices in e's registry.
+func registerServices(t testing.TB, ctx context.Context, e *engine.Engine) {
+	t.Helper()
+	weftest.RegisterServices(t, ctx, e, testServices...)
 }
 
 // fastOptions are engine options scaled down for tests.
@@ -87,6 +104,7 @@ func newHarnessOn(t *testing.T, open opener, opts engine.Options) *harness {
 	}
 
 	e := engine.New(st, opts)
+	registerServices(t, ctx, e)
 	h := &harness{t: t, e: e, st: st, ctx: ctx}
 	t.Cleanup(func() {
 		h.stop()

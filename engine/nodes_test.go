@@ -50,6 +50,7 @@ func (c *cluster) add(opts engine.Options, wrap func(store.Store) store.Store) *
 
 	opts.NodeID = fmt.Sprintf("node-%d", len(c.engines)+1)
 	e := engine.New(st, opts)
+	registerServices(c.t, c.t.Context(), e)
 	c.t.Cleanup(e.Stop)
 	c.engines = append(c.engines, e)
 	c.stores = append(c.stores, st)

@@ -398,6 +398,7 @@ func newHarnessNormalSync(t *testing.T) *harness {
 	}
 
 	h := &harness{t: t, e: engine.New(st, fastOptions()), st: st, path: path, ctx: ctx}
+	registerServices(t, ctx, h.e)
 	t.Cleanup(func() {
 		h.stop()
 		cancel()

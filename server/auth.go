@@ -29,11 +29,13 @@ type Role string
 
 // The roles. An identity may hold several.
 const (
-	// RoleAdmin registers, deprecates and deletes definitions.
+	// RoleAdmin registers, deprecates and deletes definitions, and
+	// registers and deletes services.
 	RoleAdmin Role = "admin"
 	// RoleOperator starts instances, steers them and publishes events.
 	RoleOperator Role = "operator"
-	// RoleReader reads definitions, instances, audit logs and tasks.
+	// RoleReader reads definitions, services, instances, audit logs and
+	// tasks.
 	RoleReader Role = "reader"
 	// RoleWorker takes and reports the tasks of the identity's services.
 	RoleWorker Role = "worker"
@@ -219,6 +221,10 @@ var methodRoles = map[string][]Role{
 	"StepExecutionService/":                         {RoleWorker},
 	"UserTaskService/ListUserTasks":                 {RoleAdmin, RoleOperator, RoleReader, RoleUserTask},
 	"UserTaskService/CompleteUserTask":              {RoleOperator, RoleUserTask},
+	"ServiceRegistryService/RegisterService":        {RoleAdmin},
+	"ServiceRegistryService/DeleteService":          {RoleAdmin},
+	"ServiceRegistryService/GetService":             {RoleAdmin, RoleOperator, RoleReader},
+	"ServiceRegistryService/ListServices":           {RoleAdmin, RoleOperator, RoleReader},
 }
 
 // rolesFor returns the roles a method takes; needed is false for methods

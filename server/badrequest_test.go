@@ -38,6 +38,21 @@ func invalid(name string, req proto.Message, field string) badCase {
 	return badCase{name: name, req: req, code: codes.InvalidArgument, field: field}
 }
 
+func precondition(name string, req proto.Message, field string) badCase {
+	return badCase{name: name, req: req, code: codes.FailedPrecondition, field: field}
+}
+
+// registryCase is a RegisterService request of a push service changed
+// by mod.
+func registryCase(mod func(*weftv1.Service)) *weftv1.RegisterServiceRequest {
+	svc := &weftv1.Service{
+		Name: "fresh", Mode: weftv1.ServiceMode_SERVICE_MODE_PUSH, Addresses: []string{"h:1"},
+	}
+	mod(svc)
+
+	return &weftv1.RegisterServiceRequest{Service: svc}
+}
+
 func notFound(name string, req proto.Message, field string) badCase {
 	return badCase{name: name, req: req, code: codes.NotFound, field: field}
 }
@@ -62,6 +77,9 @@ func badCases(id string) map[string][]badCase {
 			invalid("oversized", &weftv1.RegisterDefinitionRequest{Source: tooLarge}, "source"),
 			invalid("unknown kind", &weftv1.RegisterDefinitionRequest{
 				Source: "name: x\nversion: 1\nsteps:\n  - {id: a, type: teleport}\n"}, "source"),
+			invalid("unknown service", &weftv1.RegisterDefinitionRequest{
+				Source: "name: x\nversion: 1\nsteps:\n  - {id: a, type: task, service: ghost, " +
+					"action: x}\n"}, "steps[0].service"),
 		},
 		"/weft.v1.WorkflowDefinitionService/ValidateDefinition": {
 			invalid("missing source", &weftv1.ValidateDefinitionRequest{}, "source"),
@@ -170,6 +188,8 @@ func badCases(id string) map[string][]badCase {
 				"max_tasks"),
 			invalid("wait too long", &weftv1.PollTasksRequest{Service: "s", Worker: "w",
 				Wait: durationpb.New(time.Hour)}, "wait"),
+			precondition("push service", &weftv1.PollTasksRequest{Service: "pushed", Worker: "w"},
+				"push mode"),
 		},
 		"/weft.v1.StepExecutionService/CompleteTask": {
 			invalid("missing task", &weftv1.CompleteTaskRequest{Output: "1"}, "task"),
@@ -200,6 +220,55 @@ func badCases(id string) map[string][]badCase {
 			invalid("missing task", &weftv1.HeartbeatTaskRequest{}, "task"),
 			invalid("task id without worker", &weftv1.HeartbeatTaskRequest{Task: ref(nil), TaskId: 1}, "worker"),
 			notFound("unknown instance", &weftv1.HeartbeatTaskRequest{Task: unknownRef}, "task"),
+		},
+		"/weft.v1.ServiceRegistryService/RegisterService": {
+			invalid("missing service", &weftv1.RegisterServiceRequest{}, "service"),
+			invalid("missing name", registryCase(func(s *weftv1.Service) { s.Name = "" }),
+				"service.name"),
+			invalid("bad name", registryCase(func(s *weftv1.Service) { s.Name = "a b" }),
+				"service.name"),
+			invalid("oversized name", registryCase(func(s *weftv1.Service) { s.Name = longName }),
+				"service.name"),
+			invalid("missing mode", registryCase(func(s *weftv1.Service) { s.Mode = 0 }),
+				"service.mode"),
+			invalid("unknown mode", registryCase(func(s *weftv1.Service) { s.Mode = 9 }),
+				"service.mode"),
+			invalid("push without address", registryCase(func(s *weftv1.Service) {
+				s.Addresses = nil
+			}), "service.addresses"),
+			invalid("pull with address", registryCase(func(s *weftv1.Service) {
+				s.Mode = weftv1.ServiceMode_SERVICE_MODE_PULL
+			}), "service.addresses"),
+			invalid("address without port", registryCase(func(s *weftv1.Service) {
+				s.Addresses = []string{"h:1", "h"}
+			}), "service.addresses[1]"),
+			invalid("negative concurrency", registryCase(func(s *weftv1.Service) {
+				s.Concurrency = -1
+			}), "service.concurrency"),
+			invalid("negative rate", registryCase(func(s *weftv1.Service) { s.Rate = -1 }),
+				"service.rate"),
+			invalid("negative burst", registryCase(func(s *weftv1.Service) { s.Burst = -1 }),
+				"service.burst"),
+			invalid("negative dispatch timeout", registryCase(func(s *weftv1.Service) {
+				s.DispatchTimeout = durationpb.New(-time.Second)
+			}), "service.dispatch_timeout"),
+			invalid("negative dispatch limit", registryCase(func(s *weftv1.Service) {
+				s.DispatchLimit = -1
+			}), "service.dispatch_limit"),
+			invalid("certificate without key", registryCase(func(s *weftv1.Service) {
+				s.Tls = &weftv1.ServiceTLS{Enabled: true, CertFile: "c.pem"}
+			}), "service.tls.key_file"),
+		},
+		"/weft.v1.ServiceRegistryService/GetService": {
+			invalid("missing name", &weftv1.GetServiceRequest{}, "name"),
+			notFound("unknown name", &weftv1.GetServiceRequest{Name: "ghost"}, "name"),
+		},
+		// ListServices takes no field, so no request of it is bad.
+		"/weft.v1.ServiceRegistryService/ListServices": {},
+		"/weft.v1.ServiceRegistryService/DeleteService": {
+			invalid("missing name", &weftv1.DeleteServiceRequest{}, "name"),
+			notFound("unknown name", &weftv1.DeleteServiceRequest{Name: "ghost"}, "name"),
+			precondition("tasks queued", &weftv1.DeleteServiceRequest{Name: "nobody"}, "in use"),
 		},
 		"/weft.v1.UserTaskService/ListUserTasks": {
 			invalid("negative page size", &weftv1.ListUserTasksRequest{PageSize: -1}, "page_size"),
@@ -242,6 +311,15 @@ func TestServeBadRequests(t *testing.T) {
 	p := startServe(t)
 	p.register(t, "name: known\nversion: 1\nsteps:\n  - {id: a, type: task, service: nobody, action: x}\n")
 	id := p.start(t, "known", `{}`)
+	_, err := p.registry.RegisterService(p.ctx(t), &weftv1.RegisterServiceRequest{
+		Service: &weftv1.Service{
+			Name: "pushed", Mode: weftv1.ServiceMode_SERVICE_MODE_PUSH,
+			Addresses: []string{"127.0.0.1:1"},
+		},
+	})
+	if err != nil {
+		t.Fatalf("registering a push service: %v", err)
+	}
 	cases := badCases(id)
 
 	for _, sd := range servedServices(t) {
@@ -249,7 +327,7 @@ func TestServeBadRequests(t *testing.T) {
 			md := sd.Methods().Get(i)
 			method := "/" + string(sd.FullName()) + "/" + string(md.Name())
 			list, ok := cases[method]
-			if !ok || len(list) == 0 {
+			if !ok || len(list) == 0 && md.Input().Fields().Len() > 0 {
 				t.Errorf("%s has no bad-request cases", method)
 				continue
 			}
@@ -269,6 +347,11 @@ func TestServeBadRequests(t *testing.T) {
 	if err != nil || len(defs.GetDefinitions()) != 1 || defs.GetDefinitions()[0].GetStatus() !=
 		weftv1.DefinitionStatus_DEFINITION_STATUS_ACTIVE {
 		t.Fatalf("definitions after the bad requests = %v, %v; want known v1, active", defs, err)
+	}
+	services, err := p.registry.ListServices(p.ctx(t), &weftv1.ListServicesRequest{})
+	if err != nil || len(services.GetServices()) != len(testServices)+1 {
+		t.Fatalf("services after the bad requests = %v, %v; want %d", services, err,
+			len(testServices)+1)
 	}
 	insts, err := p.state.ListInstances(p.ctx(t), &weftv1.ListInstancesRequest{})
 	if err != nil || len(insts.GetInstances()) != 1 ||
@@ -291,8 +374,8 @@ func servedServices(t *testing.T) []protoreflect.ServiceDescriptor {
 		}
 		return true
 	})
-	if len(out) != 5 {
-		t.Fatalf("found %d served services, want 5", len(out))
+	if len(out) != 6 {
+		t.Fatalf("found %d served services, want 6", len(out))
 	}
 
 	return out

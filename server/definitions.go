@@ -49,13 +49,13 @@ func (d *definitionService) RegisterDefinition(
 }
 
 func (d *definitionService) ValidateDefinition(
-	_ context.Context, req *weftv1.ValidateDefinitionRequest,
+	ctx context.Context, req *weftv1.ValidateDefinitionRequest,
 ) (*weftv1.ValidateDefinitionResponse, error) {
 	if err := checkSource(req.GetSource()); err != nil {
 		return nil, err
 	}
 
-	def, _, err := d.s.eng.ValidateDefinition([]byte(req.GetSource()))
+	def, _, err := d.s.eng.ValidateDefinition(ctx, []byte(req.GetSource()))
 	var verr *definition.ValidationError
 	if errors.As(err, &verr) {
 		resp := &weftv1.ValidateDefinitionResponse{}

@@ -23,6 +23,8 @@ var (
 	errOverloaded = errors.New("server overloaded")
 	// errNotInEngine answers a command this build's engine cannot do yet.
 	errNotInEngine = errors.New("not supported by this engine")
+	// errPushMode refuses a poll for a service weft pushes tasks to.
+	errPushMode = errors.New("not a pull service")
 	// errNoStep answers a report for a pointer the instance does not have.
 	errNoStep = fmt.Errorf("no such step: %w", store.ErrNotFound)
 )
@@ -96,6 +98,7 @@ func classify(err error) *status.Status {
 	case errors.As(err, &verr):
 		return withDetails(codes.InvalidArgument, err.Error(), faultViolations(verr))
 	case errors.Is(err, engine.ErrInvalid), errors.Is(err, engine.ErrTooLarge),
+		errors.Is(err, store.ErrInvalid),
 		errors.Is(err, store.ErrInvalidPageToken):
 		return withDetails(codes.InvalidArgument, err.Error(), &errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{
@@ -143,6 +146,7 @@ func preconditionReason(err error) string {
 		{engine.ErrFinished, "INSTANCE_FINISHED"},
 		{engine.ErrWrongStatus, "WRONG_STATUS"},
 		{engine.ErrLate, "LATE_REPORT"},
+		{errPushMode, "PUSH_MODE"},
 	}
 	for _, r := range reasons {
 		if errors.Is(err, r.err) {

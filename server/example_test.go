@@ -52,6 +52,15 @@ func Example() {
 		panic(err)
 	}
 	defer conn.Close()
+	// A definition may name only registered services.
+	registry := weftv1.NewServiceRegistryServiceClient(conn)
+	_, err = registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{
+		Service: &weftv1.Service{Name: "greeter", Mode: weftv1.ServiceMode_SERVICE_MODE_PULL},
+	})
+	if err != nil {
+		panic(err)
+	}
+
 	defs := weftv1.NewWorkflowDefinitionServiceClient(conn)
 	resp, err := defs.ValidateDefinition(ctx, &weftv1.ValidateDefinitionRequest{
 		Source: "name: hello\nversion: 1\nsteps:\n  - {id: greet, type: task, service: greeter, action: greet}\n",

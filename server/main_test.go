@@ -59,6 +59,8 @@ type serveProc struct {
 	exec  weftv1.WorkflowExecutionServiceClient
 	state weftv1.WorkflowStateServiceClient
 	steps weftv1.StepExecutionServiceClient
+	// registry is the ServiceRegistryService client.
+	registry weftv1.ServiceRegistryServiceClient
 
 	mu   sync.Mutex
 	logs []string
@@ -79,7 +81,8 @@ func startServeArgs(t *testing.T, args ...string) *serveProc {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "weft.db")
 	base := []string{"serve", "--listen", "127.0.0.1:0", "--database", db,
-		"--log-format", "json", "--poll-interval", "50ms", "--cancel-grace", "10s"}
+		"--log-format", "json", "--poll-interval", "50ms", "--cancel-grace", "10s",
+		"--config", servicesConfig(t)}
 	p := &serveProc{db: db, done: make(chan struct{})}
 	p.cmd = exec.Command(weftBinary, append(base, args...)...)
 	stderr, err := p.cmd.StderrPipe()
@@ -110,8 +113,32 @@ func startServeArgs(t *testing.T, args ...string) *serveProc {
 	p.exec = weftv1.NewWorkflowExecutionServiceClient(p.conn)
 	p.state = weftv1.NewWorkflowStateServiceClient(p.conn)
 	p.steps = weftv1.NewStepExecutionServiceClient(p.conn)
+	p.registry = weftv1.NewServiceRegistryServiceClient(p.conn)
 
 	return p
+}
+
+// testServices are the services this package's definitions name; every
+// weft serve of a test registers them (pull mode) from its config file,
+// since a definition may name only known services.
+var testServices = []string{"greeter", "idle", "math", "nobody", "resize", "s", "svc", "work"}
+
+// servicesConfig writes a config file that registers testServices.
+func servicesConfig(t *testing.T) string {
+	t.Helper()
+
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for _, name := range testServices {
+		fmt.Fprintf(&b, "  - {name: %s, mode: pull}\n", name)
+	}
+
+	path := filepath.Join(t.TempDir(), "weft.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	return path
 }
 
 // readLogs keeps the process's log lines and reports the address of its

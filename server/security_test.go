@@ -42,6 +42,8 @@ type secureClient struct {
 	exec  weftv1.WorkflowExecutionServiceClient
 	state weftv1.WorkflowStateServiceClient
 	steps weftv1.StepExecutionServiceClient
+	// registry is the ServiceRegistryService client.
+	registry weftv1.ServiceRegistryServiceClient
 }
 
 type tokenCreds string
@@ -77,7 +79,7 @@ func dialSecure(t *testing.T, addr string, ca *testca.CA, certPEM, keyPEM []byte
 	return &secureClient{
 		conn: conn, defs: weftv1.NewWorkflowDefinitionServiceClient(conn),
 		exec: weftv1.NewWorkflowExecutionServiceClient(conn), state: weftv1.NewWorkflowStateServiceClient(conn),
-		steps: weftv1.NewStepExecutionServiceClient(conn),
+		steps: weftv1.NewStepExecutionServiceClient(conn), registry: weftv1.NewServiceRegistryServiceClient(conn),
 	}
 }
 
@@ -148,7 +150,22 @@ func TestServeSecurity(t *testing.T) {
 		wantCode(t, "a reader cancelling again", err, codes.PermissionDenied)
 	}
 
+	// Only an admin changes the registry; a reader reads it.
+	pull := &weftv1.Service{Name: "extra", Mode: weftv1.ServiceMode_SERVICE_MODE_PULL}
+	_, err = reader.registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{Service: pull})
+	wantCode(t, "a reader registering a service", err, codes.PermissionDenied)
+	if _, err := admin.registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{Service: pull}); err != nil {
+		t.Fatalf("admin registering a service: %v", err)
+	}
+	_, err = reader.registry.DeleteService(ctx, &weftv1.DeleteServiceRequest{Name: "extra"})
+	wantCode(t, "a reader deleting a service", err, codes.PermissionDenied)
+	if _, err := reader.registry.GetService(ctx, &weftv1.GetServiceRequest{Name: "extra"}); err != nil {
+		t.Fatalf("reader getting a service: %v", err)
+	}
+
 	resize := dialSecure(t, p.addr, ca, resizeCert, resizeKey, "")
+	_, err = resize.registry.ListServices(ctx, &weftv1.ListServicesRequest{})
+	wantCode(t, "a worker listing services", err, codes.PermissionDenied)
 	polled, err := resize.steps.PollTasks(ctx, &weftv1.PollTasksRequest{
 		Service: "resize", Worker: "w1", Wait: durationpb.New(10 * time.Second),
 	})

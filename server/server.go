@@ -98,7 +98,7 @@ func New(e *engine.Engine, opts Options) *Server {
 	}
 }
 
-// Register adds the five weft.v1 services to g. Build g with
+// Register adds the six weft.v1 services to g. Build g with
 // ServerOptions so that errors are mapped and load is bounded.
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	weftv1.RegisterWorkflowDefinitionServiceServer(g, &definitionService{s: s})
@@ -106,6 +106,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	weftv1.RegisterWorkflowStateServiceServer(g, &stateService{s: s})
 	weftv1.RegisterStepExecutionServiceServer(g, &stepService{s: s})
 	weftv1.RegisterUserTaskServiceServer(g, &userTaskService{s: s})
+	weftv1.RegisterServiceRegistryServiceServer(g, &registryService{s: s})
 }
 
 // ServerOptions returns the interceptors a grpc.Server needs for s: the

@@ -36,6 +36,10 @@ func (x *stepService) PollTasks(
 		return nil, err
 	}
 
+	if err := x.s.pullable(ctx, req.GetService()); err != nil {
+		return nil, err
+	}
+
 	worker := workerName(ctx, req.GetWorker())
 	deadline := time.Now().Add(wait)
 	for delay := time.Duration(0); ; delay = x.s.backoff(delay) {
@@ -63,6 +67,28 @@ func (x *stepService) PollTasks(
 			return &weftv1.PollTasksResponse{}, ctx.Err()
 		}
 	}
+}
+
+// pullable refuses a poll for a service registered in push mode: weft
+// hands its tasks to the service itself. An unregistered service may be
+// polled, as before the registry.
+func (s *Server) pullable(ctx context.Context, service string) error {
+	svc, err := s.store.ServiceGet(ctx, service)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+
+	if err != nil {
+		return err
+	}
+
+	if svc.Mode != store.ServicePull {
+		return &fieldError{field: "service", err: fmt.Errorf(
+			"service %q is registered in %s mode: weft calls its StepWorkerService, "+
+				"pull workers may not poll it: %w", service, svc.Mode, errPushMode)}
+	}
+
+	return nil
 }
 
 // workerName is the name claims are held under: the worker's own, after

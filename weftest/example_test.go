@@ -14,6 +14,10 @@ import (
 func Example() {
 	kit := weftest.New(&testing.T{})
 	defer kit.Close()
+	// Stubs are Go handlers, which make their services known to the
+	// definition registered next.
+	kit.Stub("mail", "send", "sent")
+	kit.Stub("phone", "call", "called")
 	kit.Register([]byte(`
 name: follow-up
 version: 1
@@ -25,8 +29,6 @@ steps:
       - {id: call, type: task, service: phone, action: call}
   - {id: now, type: task, service: mail, action: send}
 `))
-	kit.Stub("mail", "send", "sent")
-	kit.Stub("phone", "call", "called")
 
 	id := kit.Start("follow-up", `{}`)
 	kit.WaitStep(id, "later", store.StepSleeping)

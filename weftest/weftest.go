@@ -149,6 +149,28 @@ func (k *Kit) Register(src []byte) {
 	}
 }
 
+// Services registers pull services of these names in the registry, so
+// that definitions may name them. A Go handler (Handle, Stub) makes its
+// service known without it.
+func (k *Kit) Services(names ...string) {
+	k.t.Helper()
+	RegisterServices(k.t, k.ctx, k.e, names...)
+}
+
+// RegisterServices registers pull services of these names in e's
+// registry, failing the test on an error. Tests that register
+// definitions naming services call it first.
+func RegisterServices(t testing.TB, ctx context.Context, e *engine.Engine, names ...string) {
+	t.Helper()
+
+	for _, name := range names {
+		_, err := e.RegisterService(ctx, store.Service{Name: name, Mode: store.ServicePull})
+		if err != nil {
+			t.Fatalf("registering service %s: %v", name, err)
+		}
+	}
+}
+
 // Advance moves the clock forward by d: timers due by then fire soon
 // after. A step sets its timer from the clock's time when it starts, so
 // move the clock once the instance waits (see WaitStep with sleeping or

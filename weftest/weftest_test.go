@@ -25,6 +25,8 @@ steps:
 // the clock reaches each time, and the instance completes after.
 func TestKitMovesTheClock(t *testing.T) {
 	kit := weftest.New(t)
+	// The mail service runs elsewhere in production: register it.
+	kit.Services("mail")
 	kit.Register([]byte(reminder))
 	failures := 1
 	kit.Handle("mail", "send", func(_ context.Context, task engine.Task) (any, error) {
@@ -64,6 +66,9 @@ func TestKitMovesTheClock(t *testing.T) {
 // TestKitStubs answers with stubbed outputs and errors.
 func TestKitStubs(t *testing.T) {
 	kit := weftest.New(t)
+	// Stubs are Go handlers: they make their service known.
+	kit.Stub("db", "find", map[string]any{"id": 7})
+	kit.StubError("db", "save", engine.NonRetryable("read_only", "the database is read-only"))
 	kit.Register([]byte(`
 name: lookup
 version: 1
@@ -71,8 +76,6 @@ steps:
   - {id: find, type: task, service: db, action: find, output: row}
   - {id: save, type: task, service: db, action: save, input: data.row, retry: {max_attempts: 1}}
 `))
-	kit.Stub("db", "find", map[string]any{"id": 7})
-	kit.StubError("db", "save", engine.NonRetryable("read_only", "the database is read-only"))
 
 	inst := kit.Wait(kit.Start("lookup", `{}`))
 

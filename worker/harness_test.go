@@ -17,6 +17,7 @@ import (
 	"github.com/weftworks/weft/server"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/sqlite"
+	"github.com/weftworks/weft/weftest"
 	"github.com/weftworks/weft/worker"
 )
 
@@ -52,6 +53,8 @@ func startEngine(t *testing.T, claimTTL time.Duration) *weft {
 		Logger: slog.New(slog.DiscardHandler), PollInterval: 50 * time.Millisecond,
 		CancelGrace: 10 * time.Second,
 	})
+	// The definitions of this package name the pull service svc.
+	weftest.RegisterServices(t, ctx, eng, "svc")
 	if err := eng.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -114,8 +114,10 @@ type client struct {
 	exec  weftv1.WorkflowExecutionServiceClient
 	state weftv1.WorkflowStateServiceClient
 	tasks weftv1.UserTaskServiceClient
-	out   io.Writer
-	flags *clientFlags
+	// registry is the ServiceRegistryService client.
+	registry weftv1.ServiceRegistryServiceClient
+	out      io.Writer
+	flags    *clientFlags
 }
 
 // dial connects to the server, over TLS when --tls-ca is set.
@@ -135,13 +137,14 @@ func (f *clientFlags) dial(out io.Writer) (*client, error) {
 	}
 
 	return &client{
-		conn:  conn,
-		defs:  weftv1.NewWorkflowDefinitionServiceClient(conn),
-		exec:  weftv1.NewWorkflowExecutionServiceClient(conn),
-		state: weftv1.NewWorkflowStateServiceClient(conn),
-		tasks: weftv1.NewUserTaskServiceClient(conn),
-		out:   out,
-		flags: f,
+		conn:     conn,
+		defs:     weftv1.NewWorkflowDefinitionServiceClient(conn),
+		exec:     weftv1.NewWorkflowExecutionServiceClient(conn),
+		state:    weftv1.NewWorkflowStateServiceClient(conn),
+		tasks:    weftv1.NewUserTaskServiceClient(conn),
+		registry: weftv1.NewServiceRegistryServiceClient(conn),
+		out:      out,
+		flags:    f,
 	}, nil
 }
 

@@ -227,7 +227,8 @@ func (c *client) definitionTable(defs []*weftv1.Definition) error {
 
 // enumWord turns DEFINITION_STATUS_ACTIVE into active.
 func enumWord(s string) string {
-	prefixes := []string{"DEFINITION_STATUS_", "INSTANCE_STATUS_", "STEP_STATUS_", "REPORT_OUTCOME_"}
+	prefixes := []string{"DEFINITION_STATUS_", "INSTANCE_STATUS_", "STEP_STATUS_", "REPORT_OUTCOME_",
+		"SERVICE_MODE_"}
 	for _, prefix := range prefixes {
 		if rest, ok := strings.CutPrefix(s, prefix); ok {
 			return strings.ToLower(rest)

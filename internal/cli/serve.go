@@ -19,6 +19,7 @@ import (
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/push"
 	"github.com/weftworks/weft/server"
+	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/storeurl"
 )
 
@@ -52,6 +53,9 @@ type serveFlags struct {
 	leaseTTL        time.Duration
 	cancelGrace     time.Duration
 	workers         int
+	// services are the config file's registry entries, put into the
+	// registry at start.
+	services []store.Service
 }
 
 func newServe(stderr io.Writer) *cobra.Command {
@@ -59,18 +63,21 @@ func newServe(stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the weft gRPC API on embedded SQLite or on PostgreSQL",
-		Long: "serve runs the engine and its gRPC API (the four weft.v1 services, the " +
+		Long: "serve runs the engine and its gRPC API (the weft.v1 services, the " +
 			"standard health service and server reflection) on one port. Settings come from " +
-			"flags, then WEFT_* environment variables, then the --config YAML file.",
+			"flags, then WEFT_* environment variables, then the --config YAML file, which may " +
+			"also list services to register at start.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			config := f.config
 			if !cmd.Flags().Changed("config") {
 				config = os.Getenv(envName("config"))
 			}
-			if err := applyConfig(cmd.Flags(), config); err != nil {
+			services, err := applyConfig(cmd.Flags(), config)
+			if err != nil {
 				return err
 			}
+			f.services = services
 			return runServe(cmd.Context(), f, stderr)
 		},
 	}
@@ -151,6 +158,11 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		NodeID: f.nodeID, Logger: log, Workers: f.workers, PollInterval: f.pollInterval,
 		CancelGrace: f.cancelGrace, MaxPayloadBytes: f.maxPayloadBytes, LeaseTTL: f.leaseTTL,
 	})
+	for i, svc := range f.services {
+		if _, err := eng.RegisterService(ctx, svc); err != nil {
+			return fmt.Errorf("config file: services[%d] (%s): %w", i, svc.Name, err)
+		}
+	}
 	if err := eng.Start(ctx); err != nil {
 		return fmt.Errorf("starting the engine: %w", err)
 	}
@@ -197,6 +209,7 @@ func serveUntilDone(
 		weftv1.WorkflowExecutionService_ServiceDesc.ServiceName,
 		weftv1.WorkflowStateService_ServiceDesc.ServiceName,
 		weftv1.StepExecutionService_ServiceDesc.ServiceName,
+		weftv1.ServiceRegistryService_ServiceDesc.ServiceName,
 	} {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}

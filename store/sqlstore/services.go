@@ -62,7 +62,7 @@ func (s *Store) ServicePut(
 		return store.Service{}, fmt.Errorf("putting service %s: %w", svc.Name, err)
 	}
 
-	svc.UpdatedAt = now
+	svc.UpdatedAt = fromMS(ms(now))
 	args := []any{svc.Name, string(svc.Mode), string(addresses), boolInt(svc.TLS.Enabled),
 		svc.TLS.CAFile, svc.TLS.CertFile, svc.TLS.KeyFile, svc.TLS.ServerName, svc.Concurrency,
 		svc.Rate, svc.Burst, svc.DispatchTimeout.Milliseconds(), svc.DispatchLimit,

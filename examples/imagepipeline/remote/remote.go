@@ -137,7 +137,28 @@ func freeAddr() (string, error) {
 	return lis.Addr().String(), nil
 }
 
+// registerServices registers the pipeline's services in pull mode: the
+// imageservice processes poll weft for their tasks. A definition may name
+// only registered services.
+func registerServices(ctx context.Context, conn *grpc.ClientConn) error {
+	registry := weftv1.NewServiceRegistryServiceClient(conn)
+	for _, name := range imagepipeline.Services {
+		_, err := registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{
+			Service: &weftv1.Service{Name: name, Mode: weftv1.ServiceMode_SERVICE_MODE_PULL},
+		})
+		if err != nil {
+			return fmt.Errorf("registering service %s: %w", name, err)
+		}
+	}
+
+	return nil
+}
+
 func startPipeline(ctx context.Context, conn *grpc.ClientConn, cfg Config) (string, error) {
+	if err := registerServices(ctx, conn); err != nil {
+		return "", err
+	}
+
 	defs := weftv1.NewWorkflowDefinitionServiceClient(conn)
 	_, err := defs.RegisterDefinition(ctx, &weftv1.RegisterDefinitionRequest{
 		Source: string(imagepipeline.Definition),

@@ -1,8 +1,9 @@
 // Command pipeline runs the image pipeline end to end across processes:
 // it starts `weft serve --insecure` on an embedded SQLite file and one
 // imageservice process per service (exif, faces, thumbs, summary),
-// registers pipeline.yaml, starts it over a folder of photos, shows the
-// progress per service while it runs and prints a table per photo.
+// registers the four services (pull mode) and pipeline.yaml, starts it
+// over a folder of photos, shows the progress per service while it runs
+// and prints a table per photo.
 //
 //	go run ./examples/imagepipeline/cmd/pipeline
 //
