@@ -137,9 +137,8 @@ type Engine struct {
 
 	wakeSched chan struct{}
 	wakeTasks chan struct{}
-	// taskWatchers are the channels of WatchTasks.
-	watchMu      sync.Mutex
-	taskWatchers []chan struct{}
+	taskWatch    signal
+	serviceWatch signal
 
 	counters Counters
 
@@ -253,25 +252,44 @@ func (e *Engine) Stop() {
 // this node, or a notice from another node. Signals coalesce; a
 // dispatcher outside the engine (push mode) waits on it between
 // claims, and polls too, since a signal can be missed.
-func (e *Engine) WatchTasks() <-chan struct{} {
-	ch := make(chan struct{}, 1)
+func (e *Engine) WatchTasks() <-chan struct{} { return e.taskWatch.watch() }
 
-	e.watchMu.Lock()
-	e.taskWatchers = append(e.taskWatchers, ch)
-	e.watchMu.Unlock()
-
-	return ch
-}
+// WatchServices returns a channel that is signalled when this node
+// registers, replaces or deletes a service. Other nodes' changes are
+// not signalled: readers of the registry read it again now and then.
+func (e *Engine) WatchServices() <-chan struct{} { return e.serviceWatch.watch() }
 
 // tasksReady wakes the dispatch loop and every WatchTasks channel.
 func (e *Engine) tasksReady() {
 	e.wake(e.wakeTasks)
+	e.taskWatch.notify()
+}
 
-	e.watchMu.Lock()
-	watchers := e.taskWatchers
-	e.watchMu.Unlock()
-	for _, ch := range watchers {
-		e.wake(ch)
+// signal is a set of coalescing wake-up channels.
+type signal struct {
+	mu    sync.Mutex
+	chans []chan struct{}
+}
+
+func (s *signal) watch() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+
+	s.mu.Lock()
+	s.chans = append(s.chans, ch)
+	s.mu.Unlock()
+
+	return ch
+}
+
+func (s *signal) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	for _, ch := range s.chans {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ func (e *Engine) RegisterService(ctx context.Context, s store.Service) (store.Se
 	}
 
 	e.log.Info("service registered", keyService, s.Name, keyMode, string(s.Mode))
+	e.serviceWatch.notify()
 
 	return s, nil
 }
@@ -31,6 +32,7 @@ func (e *Engine) DeleteService(ctx context.Context, name string) error {
 	}
 
 	e.log.Info("service deleted", keyService, name)
+	e.serviceWatch.notify()
 
 	return nil
 }

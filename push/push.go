@@ -42,7 +42,7 @@ const (
 // registry.
 const (
 	DefaultDispatchTimeout = 10 * time.Second
-	DefaultDispatchLimit   = 5
+	DefaultDispatchLimit   = 10
 )
 
 // Options configure a Dispatcher. Zero fields take the documented
@@ -72,7 +72,9 @@ type Options struct {
 	MaxInFlight int
 	// BackoffBase and BackoffMax shape the wait before an attempt is
 	// sent again after the service was unreachable: BackoffBase doubled
-	// per try, at most BackoffMax, with jitter. Defaults 200ms and 10s.
+	// per try, at most BackoffMax, with jitter. Defaults 500ms and 30s,
+	// so that the default dispatch limit of 10 tries spans about two
+	// minutes of outage.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// BreakerFailures is how many unreachable calls in a row open a
@@ -94,8 +96,8 @@ func (o *Options) fill() {
 	setDefault(&o.PollInterval, time.Second)
 	setDefault(&o.RefreshInterval, 5*time.Second)
 	setDefault(&o.MaxInFlight, 64)
-	setDefault(&o.BackoffBase, 200*time.Millisecond)
-	setDefault(&o.BackoffMax, 10*time.Second)
+	setDefault(&o.BackoffBase, 500*time.Millisecond)
+	setDefault(&o.BackoffMax, 30*time.Second)
 	setDefault(&o.BreakerFailures, 5)
 	setDefault(&o.BreakerOpen, 3*time.Second)
 	if o.Dial == nil {
@@ -160,12 +162,14 @@ func New(eng *engine.Engine, opts Options) *Dispatcher {
 // Counters returns the dispatcher's counters.
 func (d *Dispatcher) Counters() *Counters { return &d.counters }
 
-// Run dispatches until ctx ends, then waits for the calls in flight;
-// it reads the registry again every RefreshInterval, so services
-// registered, changed or removed while it runs are picked up.
+// Run dispatches until ctx ends, then waits for the calls in flight.
+// It reads the registry again when this node changes it and every
+// RefreshInterval, so services registered, changed or removed while it
+// runs, here or on another node, are picked up.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	tick := time.NewTicker(d.opts.RefreshInterval)
 	defer tick.Stop()
+	changed := d.eng.WatchServices()
 
 	for {
 		if err := d.refresh(ctx); err != nil && ctx.Err() == nil {
@@ -178,6 +182,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.wg.Wait()
 			return nil
 		case <-tick.C:
+		case <-changed:
 		}
 	}
 }

@@ -302,6 +302,11 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 		// This node is stopping or the service changed: another claim
 		// sends the attempt again at once.
 		t.giveBack(task, time.Now())
+	case errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests):
+		// The breaker opened while the task was claimed: nothing was
+		// sent; the task waits out the breaker.
+		t.d.counters.Unreachable.Add(1)
+		t.giveBack(task, time.Now().Add(t.d.opts.BreakerOpen))
 	case unreachable(err):
 		t.d.counters.Unreachable.Add(1)
 		t.unreachable(svc, task, err)

@@ -45,6 +45,9 @@ type Config struct {
 	OutDir string
 	// Late delays the start of the named services.
 	Late map[string]time.Duration
+	// Push names services that run in push mode: weft calls them at an
+	// address of their own instead of their polling it.
+	Push map[string]bool
 	// WeftLate, when set, starts the services first on a free port and
 	// weft that long after them: their polls fail until weft serves.
 	WeftLate time.Duration
@@ -79,6 +82,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		listen = addr
 	}
 
+	pushAddrs := map[string]string{}
+	for name := range cfg.Push {
+		addr, err := freeAddr()
+		if err != nil {
+			return Result{}, err
+		}
+		pushAddrs[name] = addr
+	}
+
 	late, cancel := context.WithCancel(ctx)
 	var procs sync.WaitGroup
 	svcs := &procList{}
@@ -87,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		for _, name := range imagepipeline.Services {
 			procs.Go(func() {
 				if sleep(late, cfg.Late[name]) {
-					svcs.start(cfg, name, addr, logs)
+					svcs.start(cfg, name, addr, pushAddrs[name], logs)
 				}
 			})
 		}
@@ -108,17 +120,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		startServices(addr)
 	}
 
-	return runPipeline(ctx, cfg, addr)
+	return runPipeline(ctx, cfg, addr, pushAddrs)
 }
 
-func runPipeline(ctx context.Context, cfg Config, addr string) (Result, error) {
+func runPipeline(ctx context.Context, cfg Config, addr string, pushAddrs map[string]string) (Result, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return Result{}, fmt.Errorf("dialling weft: %w", err)
 	}
 	defer conn.Close()
 
-	id, err := startPipeline(ctx, conn, cfg)
+	id, err := startPipeline(ctx, conn, cfg, pushAddrs)
 	if err != nil {
 		return Result{}, err
 	}
@@ -137,15 +149,18 @@ func freeAddr() (string, error) {
 	return lis.Addr().String(), nil
 }
 
-// registerServices registers the pipeline's services in pull mode: the
-// imageservice processes poll weft for their tasks. A definition may name
-// only registered services.
-func registerServices(ctx context.Context, conn *grpc.ClientConn) error {
+// registerServices registers the pipeline's services: in pull mode the
+// imageservice processes poll weft for their tasks, in push mode weft
+// calls them at their address. A definition may name only registered
+// services.
+func registerServices(ctx context.Context, conn *grpc.ClientConn, push map[string]string) error {
 	registry := weftv1.NewServiceRegistryServiceClient(conn)
 	for _, name := range imagepipeline.Services {
-		_, err := registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{
-			Service: &weftv1.Service{Name: name, Mode: weftv1.ServiceMode_SERVICE_MODE_PULL},
-		})
+		svc := &weftv1.Service{Name: name, Mode: weftv1.ServiceMode_SERVICE_MODE_PULL}
+		if addr, ok := push[name]; ok {
+			svc.Mode, svc.Addresses = weftv1.ServiceMode_SERVICE_MODE_PUSH, []string{addr}
+		}
+		_, err := registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{Service: svc})
 		if err != nil {
 			return fmt.Errorf("registering service %s: %w", name, err)
 		}
@@ -154,8 +169,10 @@ func registerServices(ctx context.Context, conn *grpc.ClientConn) error {
 	return nil
 }
 
-func startPipeline(ctx context.Context, conn *grpc.ClientConn, cfg Config) (string, error) {
-	if err := registerServices(ctx, conn); err != nil {
+func startPipeline(
+	ctx context.Context, conn *grpc.ClientConn, cfg Config, pushAddrs map[string]string,
+) (string, error) {
+	if err := registerServices(ctx, conn, pushAddrs); err != nil {
 		return "", err
 	}
 
@@ -331,14 +348,20 @@ type procList struct {
 	stopped bool
 }
 
-func (l *procList) start(cfg Config, name, addr string, logs *lineWriter) {
+// start runs the imageservice process of a service, in push mode on
+// pushAddr when it is set.
+func (l *procList) start(cfg Config, name, addr, pushAddr string, logs *lineWriter) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
 		return
 	}
 
-	p, err := startProc(cfg.ImageService, []string{"-address", addr, "-insecure", "-service", name}, logs, nil)
+	args := []string{"-address", addr, "-insecure", "-service", name}
+	if pushAddr != "" {
+		args = append(args, "-push-listen", pushAddr)
+	}
+	p, err := startProc(cfg.ImageService, args, logs, nil)
 	if err != nil {
 		logs.line("remote", fmt.Sprintf("starting service %s: %v", name, err))
 		return

@@ -177,3 +177,48 @@ func TestWeftStartsLate(t *testing.T) {
 		}
 	}
 }
+
+// TestPushServiceDownAtFirst is scenario 5 in push mode: weft calls the
+// faces service at its own address over gRPC and takes its answers,
+// while the service is down for the first three seconds. The calls are
+// refused, retried with backoff behind the service's breaker, and then
+// succeed; no faces step spends an attempt on the outage, and the state
+// queries show exif going on meanwhile.
+func TestPushServiceDownAtFirst(t *testing.T) {
+	cfg, logs := config(t)
+	cfg.Push = map[string]bool{"faces": true}
+	cfg.Late = map[string]time.Duration{"faces": 3 * time.Second}
+	res := run(t, cfg, logs)
+
+	if res.Table.Photos != 4 || res.Table.Faces != 2 {
+		t.Fatalf("table of %d photos and %d faces, want 4 and 2", res.Table.Photos, res.Table.Faces)
+	}
+	faces := 0
+	for _, s := range res.Steps {
+		if s.GetService() != "faces" {
+			continue
+		}
+		faces++
+		if s.GetAttempt() != 1 {
+			t.Errorf("faces step %s ran %d attempts; a service that is down costs none",
+				s.GetStepId(), s.GetAttempt())
+		}
+	}
+	if faces != 4 {
+		t.Errorf("%d faces steps, want 4", faces)
+	}
+	if !regexp.MustCompile(`"msg":"service breaker changed","service":"faces"`).MatchString(logs.String()) {
+		t.Errorf("no breaker change for faces in weft's logs:\n%s", logs)
+	}
+
+	aheadOfFaces := false
+	for _, line := range res.Seen {
+		m := progress.FindStringSubmatch(line)
+		exifDone, _ := strconv.Atoi(m[1])
+		facesDone, _ := strconv.Atoi(m[2])
+		aheadOfFaces = aheadOfFaces || (exifDone > 0 && facesDone == 0)
+	}
+	if !aheadOfFaces {
+		t.Errorf("no progress line with exif done while faces was down:\n%s", strings.Join(res.Seen, "\n"))
+	}
+}
