@@ -1,9 +1,10 @@
 // Command pipeline runs the image pipeline end to end across processes:
 // it starts `weft serve --insecure` on an embedded SQLite file and one
 // imageservice process per service (exif, faces, thumbs, summary),
-// registers the four services (pull mode) and pipeline.yaml, starts it
-// over a folder of photos, shows the progress per service while it runs
-// and prints a table per photo.
+// registers the four services and pipeline.yaml, starts it over a folder
+// of photos, shows the progress per service while it runs and prints a
+// table per photo. The services named by -push (faces by default) run
+// in push mode, weft calling them; the others poll weft (pull mode).
 //
 //	go run ./examples/imagepipeline/cmd/pipeline
 //
@@ -25,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftworks/weft/examples/imagepipeline"
 	"github.com/weftworks/weft/examples/imagepipeline/remote"
 )
 
@@ -43,6 +45,7 @@ func run() error {
 	photos := flag.String("photos", "examples/imagepipeline/testdata", "folder of .jpg and .png photos")
 	flag.StringVar(&cfg.OutDir, "out", "", "folder for the thumbnails (default: a new temporary folder)")
 	late := flag.String("late", "", "services to start late, as name=duration,... (say faces=3s)")
+	push := flag.String("push", "faces", "services in push mode, comma-separated; the others pull")
 	verbose := flag.Bool("v", false, "show the processes' logs")
 	flag.Parse()
 
@@ -51,6 +54,9 @@ func run() error {
 		return err
 	}
 	if cfg.Photos, err = photoFiles(*photos); err != nil {
+		return err
+	}
+	if cfg.Push, err = parsePush(*push); err != nil {
 		return err
 	}
 
@@ -70,7 +76,13 @@ func run() error {
 		cfg.Logs = os.Stderr
 	}
 
-	fmt.Printf("running the image pipeline on %d photos across 4 services\n", len(cfg.Photos))
+	var pushed []string
+	for name := range cfg.Push {
+		pushed = append(pushed, name)
+	}
+	slices.Sort(pushed)
+	fmt.Printf("running the image pipeline on %d photos across 4 services (push: %s; the others pull)\n",
+		len(cfg.Photos), strings.Join(pushed, ", "))
 	res, err := remote.Run(ctx, cfg)
 	if err != nil {
 		return err
@@ -132,6 +144,22 @@ func photoFiles(dir string) ([]string, error) {
 	}
 
 	return paths, nil
+}
+
+func parsePush(s string) (map[string]bool, error) {
+	push := map[string]bool{}
+	if s == "" {
+		return push, nil
+	}
+
+	for _, name := range strings.Split(s, ",") {
+		if !imagepipeline.KnownService(name) {
+			return nil, fmt.Errorf("-push: %q is not one of %v", name, imagepipeline.Services)
+		}
+		push[name] = true
+	}
+
+	return push, nil
 }
 
 func parseLate(s string) (map[string]time.Duration, error) {
