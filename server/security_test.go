@@ -79,7 +79,8 @@ func dialSecure(t *testing.T, addr string, ca *testca.CA, certPEM, keyPEM []byte
 	return &secureClient{
 		conn: conn, defs: weftv1.NewWorkflowDefinitionServiceClient(conn),
 		exec: weftv1.NewWorkflowExecutionServiceClient(conn), state: weftv1.NewWorkflowStateServiceClient(conn),
-		steps: weftv1.NewStepExecutionServiceClient(conn), registry: weftv1.NewServiceRegistryServiceClient(conn),
+		steps:    weftv1.NewStepExecutionServiceClient(conn),
+		registry: weftv1.NewServiceRegistryServiceClient(conn),
 	}
 }
 
@@ -154,7 +155,8 @@ func TestServeSecurity(t *testing.T) {
 	pull := &weftv1.Service{Name: "extra", Mode: weftv1.ServiceMode_SERVICE_MODE_PULL}
 	_, err = reader.registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{Service: pull})
 	wantCode(t, "a reader registering a service", err, codes.PermissionDenied)
-	if _, err := admin.registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{Service: pull}); err != nil {
+	_, err = admin.registry.RegisterService(ctx, &weftv1.RegisterServiceRequest{Service: pull})
+	if err != nil {
 		t.Fatalf("admin registering a service: %v", err)
 	}
 	_, err = reader.registry.DeleteService(ctx, &weftv1.DeleteServiceRequest{Name: "extra"})

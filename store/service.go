@@ -100,7 +100,9 @@ func (s Service) validateMode() error {
 	case "":
 		return &FieldError{Field: "mode", Reason: "required (pull or push)"}
 	default:
-		return &FieldError{Field: "mode", Reason: fmt.Sprintf("%q is neither pull nor push", s.Mode)}
+		return &FieldError{
+			Field: "mode", Reason: fmt.Sprintf("%q is neither pull nor push", s.Mode),
+		}
 	}
 
 	if len(s.Addresses) == 0 {

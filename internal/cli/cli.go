@@ -39,7 +39,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	var cf clientFlags
 	cf.register(root)
 	root.AddCommand(newDemo(stdout, stderr), newServe(stderr),
-		newDefinitionCmd(&cf, stdout), newServiceCmd(&cf, stdout), newInstanceCmd(&cf, stdout), newStartCmd(&cf, stdout),
+		newDefinitionCmd(&cf, stdout), newServiceCmd(&cf, stdout),
+		newInstanceCmd(&cf, stdout), newStartCmd(&cf, stdout),
 		newEventsCmd(&cf, stdout), newPublishCmd(&cf, stdout), newUserTaskCmd(&cf, stdout),
 		newTokenCmd(stdout))
 

@@ -101,8 +101,10 @@ func newServiceRegisterCmd(f *clientFlags, out io.Writer) *cobra.Command {
 	fl.Float64Var(&sf.rate, "rate", 0, "attempts started per second across every node (0: no cap)")
 	fl.Int32Var(&sf.burst, "burst", 0, "attempts that may start at once under --rate (0: 1)")
 	fl.BoolVar(&sf.tls, "tls", false, "dial the push service with TLS")
-	fl.StringVar(&sf.ca, "ca", "", "PEM roots to trust when dialling, on weft's host (default the system's)")
-	fl.StringVar(&sf.cert, "cert", "", "PEM client certificate for mTLS, on weft's host; with --key")
+	fl.StringVar(&sf.ca, "ca", "",
+		"PEM roots to trust when dialling, on weft's host (default the system's)")
+	fl.StringVar(&sf.cert, "cert", "",
+		"PEM client certificate for mTLS, on weft's host; with --key")
 	fl.StringVar(&sf.key, "key", "", "PEM private key of --cert, on weft's host")
 	fl.StringVar(&sf.serverName, "server-name", "",
 		"name checked in the service's certificate, when not the address's host")
