@@ -38,13 +38,6 @@ const (
 	keyCode     = "code"
 )
 
-// Defaults of a service's dispatch settings left at zero in the
-// registry.
-const (
-	DefaultDispatchTimeout = 10 * time.Second
-	DefaultDispatchLimit   = 10
-)
-
 // Options configure a Dispatcher. Zero fields take the documented
 // defaults.
 type Options struct {

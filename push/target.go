@@ -283,11 +283,7 @@ func (t *target) idle(ctx context.Context) {
 
 // send makes one ExecuteTask call and records what came of it.
 func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
-	timeout := svc.DispatchTimeout
-	if timeout <= 0 {
-		timeout = DefaultDispatchTimeout
-	}
-	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	callCtx, cancel := context.WithTimeout(ctx, svc.Timeout())
 	defer cancel()
 
 	t.d.counters.Sent.Add(1)
@@ -345,12 +341,7 @@ func unreachable(err error) bool {
 // unreachable sends the attempt again after a backoff, or fails it when
 // its dispatch limit is spent.
 func (t *target) unreachable(svc store.Service, task store.Task, err error) {
-	limit := svc.DispatchLimit
-	if limit <= 0 {
-		limit = DefaultDispatchLimit
-	}
-
-	if task.Claims >= limit {
+	if task.Claims >= svc.Limit() {
 		t.d.counters.Exhausted.Add(1)
 		t.d.log.Warn("dispatch limit spent", keyService, svc.Name, keyInstance, task.InstanceID,
 			keyStep, task.StepID, keyAttempt, task.Attempt, keyErr, err)

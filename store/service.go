@@ -37,12 +37,37 @@ type Service struct {
 	Rate        float64 // attempts started (claims) per second, cluster-wide; 0 no cap
 	Burst       int     // token bucket size for Rate; 0 means 1
 	// DispatchTimeout is the deadline of one ExecuteTask call to a push
-	// service; 0 means the default (10s).
+	// service; 0 means DefaultDispatchTimeout.
 	DispatchTimeout time.Duration
-	// DispatchLimit is how many dispatch tries an attempt gets before it
-	// fails; 0 means the default (5).
+	// DispatchLimit is how many calls an attempt of a push service gets
+	// while the service is unreachable before the attempt fails; 0 means
+	// DefaultDispatchLimit.
 	DispatchLimit        int
 	CreatedAt, UpdatedAt time.Time
+}
+
+// Defaults of a push service's dispatch settings left at zero.
+const (
+	DefaultDispatchTimeout = 10 * time.Second
+	DefaultDispatchLimit   = 10
+)
+
+// Timeout is the service's dispatch timeout, or the default.
+func (s Service) Timeout() time.Duration {
+	if s.DispatchTimeout > 0 {
+		return s.DispatchTimeout
+	}
+
+	return DefaultDispatchTimeout
+}
+
+// Limit is the service's dispatch limit, or the default.
+func (s Service) Limit() int {
+	if s.DispatchLimit > 0 {
+		return s.DispatchLimit
+	}
+
+	return DefaultDispatchLimit
 }
 
 // validServiceName matches a service name. Definitions accept the same

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/store"
 )
 
 // serviceFlags are the settings of weft service register.
@@ -255,13 +256,9 @@ func dispatchWord(s *weftv1.Service) string {
 		return ""
 	}
 
-	timeout, limit := 10*time.Second, int32(5)
-	if d := s.GetDispatchTimeout(); d != nil && d.AsDuration() > 0 {
-		timeout = d.AsDuration()
-	}
-	if s.GetDispatchLimit() > 0 {
-		limit = s.GetDispatchLimit()
+	svc := store.Service{
+		DispatchTimeout: s.GetDispatchTimeout().AsDuration(), DispatchLimit: int(s.GetDispatchLimit()),
 	}
 
-	return fmt.Sprintf("%s x%d", timeout, limit)
+	return fmt.Sprintf("%s x%d", svc.Timeout(), svc.Limit())
 }
