@@ -110,9 +110,10 @@ func newServiceRegisterCmd(f *clientFlags, out io.Writer) *cobra.Command {
 	fl.StringVar(&sf.serverName, "server-name", "",
 		"name checked in the service's certificate, when not the address's host")
 	fl.DurationVar(&sf.dispatchTimeout, "dispatch-timeout", 0,
-		"deadline of one ExecuteTask call (0: the default, 10s)")
+		fmt.Sprintf("deadline of one ExecuteTask call (0: the default, %s)", store.DefaultDispatchTimeout))
 	fl.Int32Var(&sf.dispatchLimit, "dispatch-limit", 0,
-		"dispatch tries per attempt before it fails (0: the default, 5)")
+		fmt.Sprintf("calls per attempt while the service is unreachable before the attempt fails "+
+			"(0: the default, %d)", store.DefaultDispatchLimit))
 
 	return cmd
 }
