@@ -135,8 +135,8 @@ type Engine struct {
 	hooks    hooks
 	locks    instanceLocks
 
-	wakeSched chan struct{}
-	wakeTasks chan struct{}
+	wakeSched    chan struct{}
+	wakeTasks    chan struct{}
 	taskWatch    signal
 	serviceWatch signal
 

@@ -66,7 +66,7 @@ type run struct {
 	stopWorkers bool
 	// stopped are the attempts in flight this run asked to stop.
 	stopped []Attempt
-	err         error
+	err     error
 }
 
 func (e *Engine) newRun(ctx context.Context, ld store.Loaded, all bool) (*run, error) {
