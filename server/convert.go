@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
@@ -53,14 +52,6 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	}
 
 	return timestamppb.New(t)
-}
-
-func dur(d time.Duration) *durationpb.Duration {
-	if d <= 0 {
-		return nil
-	}
-
-	return durationpb.New(d)
 }
 
 func instanceMsg(i store.Instance) *weftv1.Instance {
