@@ -2,7 +2,8 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: help demo pipeline test test-race generate check-generated verify lint bench fuzz photos test-photos
+.PHONY: help demo pipeline test test-race generate check-generated verify lint bench fuzz photos test-photos \
+	test-rates
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-16s %s\n", $$1, $$2}'
@@ -46,6 +47,9 @@ photos: ## Fetch the image pipeline's run-time photos into the user cache folder
 
 test-photos: ## Run the image pipeline's tests on every photo, without the race detector.
 	$(GO) test -count=1 ./examples/imagepipeline/...
+
+test-rates: ## Run the push dispatcher's rate test without the race detector, as CI does.
+	$(GO) test -count=1 -run KeepsLimits ./push/
 
 fuzz: ## Fuzz the definition parser for a minute.
 	$(GO) test -run '^$$' -fuzz FuzzParseCompile -fuzztime 60s ./definition/

@@ -114,6 +114,11 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	targets map[string]*target
+	// closed is set when Run ends: no target or cancel call starts after.
+	closed bool
+	// tasks signals claimable tasks or free slots; Run passes each signal
+	// on to every target.
+	tasks <-chan struct{}
 	// sends counts the calls and their outcomes, for tests and metrics.
 	counters Counters
 	wg       sync.WaitGroup
@@ -145,7 +150,7 @@ func New(eng *engine.Engine, opts Options) *Dispatcher {
 
 	d := &Dispatcher{
 		eng: eng, st: eng.Store(), opts: opts, log: opts.Logger,
-		targets: map[string]*target{},
+		targets: map[string]*target{}, tasks: eng.WatchTasks(),
 	}
 	eng.UseInstance(engine.InstanceHook{Stopping: d.stopping})
 
@@ -169,13 +174,30 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.log.Warn("reading service registry failed", keyErr, err)
 		}
 
+	wait:
 		select {
 		case <-ctx.Done():
 			d.stopAll()
 			d.wg.Wait()
 			return nil
+		case <-d.tasks:
+			d.wakeAll()
+			goto wait
 		case <-tick.C:
 		case <-changed:
+		}
+	}
+}
+
+// wakeAll tells every target that tasks may be claimable.
+func (d *Dispatcher) wakeAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	for _, t := range d.targets {
+		select {
+		case t.wake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -192,6 +214,9 @@ func (d *Dispatcher) refresh(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
+	if d.closed {
+		return nil
+	}
 	seen := map[string]bool{}
 	for _, svc := range services {
 		if svc.Mode != store.ServicePush {
@@ -236,17 +261,11 @@ func (d *Dispatcher) stopAll() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
+	d.closed = true
 	for name, t := range d.targets {
 		t.stop()
 		delete(d.targets, name)
 	}
-}
-
-func (d *Dispatcher) target(service string) *target {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-
-	return d.targets[service]
 }
 
 // stopping tells the push services holding withdrawn attempts that weft
@@ -257,9 +276,12 @@ func (d *Dispatcher) stopping(_ context.Context, inst store.Instance, attempts [
 		reason = string(inst.Status)
 	}
 
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
 	for _, a := range attempts {
-		t := d.target(a.Service)
-		if t == nil {
+		t := d.targets[a.Service]
+		if t == nil || d.closed {
 			continue
 		}
 

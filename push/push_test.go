@@ -182,20 +182,21 @@ func TestConcurrencyLimitHolds(t *testing.T) {
 // rate within 10% of its rate limit.
 func TestBacklogAfterOutageKeepsLimits(t *testing.T) {
 	const (
-		n     = 60
+		n     = 100
 		limit = 4
 		rate  = 20.0
 	)
 	h := newHarness(t, push.Options{BreakerFailures: 2})
 	svc := newService(t)
 	svc.answer = func(context.Context, *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
-		// At 20 calls a second a call of 120ms keeps about 2.4 open: the
-		// concurrency limit of 4 is reached now and then, never passed.
-		time.Sleep(120 * time.Millisecond)
+		// At 20 calls a second a call of 60ms keeps about 1.2 open; the
+		// bucket's burst of 4 when the service comes back meets the
+		// concurrency limit of 4.
+		time.Sleep(60 * time.Millisecond)
 		return output(`1`), nil
 	}
 	h.service(store.Service{
-		Name: "paced", Addresses: []string{svc.addr}, Concurrency: limit, Rate: rate, Burst: 2,
+		Name: "paced", Addresses: []string{svc.addr}, Concurrency: limit, Rate: rate, Burst: 4,
 		DispatchLimit: 1000,
 	})
 	h.register(oneStep("paced", "paced", ""))
@@ -222,7 +223,10 @@ func TestBacklogAfterOutageKeepsLimits(t *testing.T) {
 	span := calls[len(calls)-1].at.Sub(calls[0].at).Seconds()
 	got := float64(len(calls)-1) / span
 	t.Logf("%d calls in %.2fs: %.1f/s, at most %d at once", len(calls), span, got, maxHeld)
-	if got > rate*1.1 || got < rate*0.9 {
+	if got > rate*1.1 {
+		t.Fatalf("rate %.1f/s, over its limit of %.0f/s by more than 10%%", got, rate)
+	}
+	if got < rate*0.9 && !raceEnabled {
 		t.Fatalf("rate %.1f/s, want within 10%% of %.0f/s", got, rate)
 	}
 }

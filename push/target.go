@@ -38,7 +38,7 @@ type target struct {
 	conn      *grpc.ClientConn
 	client    weftv1.StepWorkerServiceClient
 	cb        *gobreaker.CircuitBreaker[*weftv1.ExecuteTaskResponse]
-	wake      <-chan struct{}
+	wake      chan struct{}
 	freed     chan struct{}
 	cancelRun context.CancelCauseFunc
 
@@ -113,7 +113,7 @@ func (d *Dispatcher) newTarget(svc store.Service) (*target, error) {
 
 	t := &target{
 		d: d, conn: conn, client: weftv1.NewStepWorkerServiceClient(conn),
-		wake: d.eng.WatchTasks(), freed: make(chan struct{}, 1), svc: svc,
+		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), svc: svc,
 	}
 	t.cb = gobreaker.NewCircuitBreaker[*weftv1.ExecuteTaskResponse](gobreaker.Settings{
 		Name:        svc.Name,
