@@ -15,6 +15,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -104,6 +105,16 @@ func (d *Dispatcher) newTarget(svc store.Service) (*target, error) {
 			authority = host
 		}
 	}
+	// The breaker and the dispatch backoff pace the calls to a service
+	// that is down; the connection itself retries quickly, so a service
+	// that comes back is reached within a few seconds, not gRPC's
+	// default of up to two minutes.
+	opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff: backoff.Config{
+			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second,
+		},
+		MinConnectTimeout: 5 * time.Second,
+	}))
 	opts = append(opts, grpc.WithResolvers(r), grpc.WithAuthority(authority),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
 	conn, err := grpc.NewClient(r.Scheme()+":///"+svc.Name, opts...)
@@ -283,6 +294,13 @@ func (t *target) idle(ctx context.Context) {
 
 // send makes one ExecuteTask call and records what came of it.
 func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
+	if !task.Deadline.IsZero() && !time.Now().Before(task.Deadline) {
+		// Past its start-to-close cap the attempt is the timeout's to
+		// end; sending it now would race that.
+		t.giveBack(task, task.Deadline.Add(t.d.opts.ClaimTTL))
+		return
+	}
+
 	callCtx, cancel := context.WithTimeout(ctx, svc.Timeout())
 	defer cancel()
 
@@ -392,9 +410,11 @@ func (t *target) settle(task store.Task, resp *weftv1.ExecuteTaskResponse) {
 		// Accepted, or an answer without a result, which weft reads as
 		// accepted: the service reports through StepExecutionService.
 		t.d.counters.Accepted.Add(1)
+		// An attempt with a cap is held past it: its timeout fails it
+		// and removes the task, which is never sent again after its cap.
 		until := time.Now().Add(t.d.opts.AcceptedTTL)
 		if !task.Deadline.IsZero() {
-			until = task.Deadline
+			until = task.Deadline.Add(t.d.opts.ClaimTTL)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 		defer cancel()

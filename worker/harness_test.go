@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weftworks/weft/engine"
+	"github.com/weftworks/weft/push"
 	"github.com/weftworks/weft/server"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/sqlite"
@@ -85,6 +86,28 @@ func (x *weft) listen(t *testing.T, addr string) {
 	defer x.mu.Unlock()
 	x.addr = lis.Addr().String()
 	x.stop = func() { api.Stop(); g.Stop() }
+}
+
+// push registers a push service and runs weft's push dispatcher with
+// opts until the test ends.
+func (x *weft) push(t *testing.T, svc store.Service, opts push.Options) {
+	t.Helper()
+	if _, err := x.eng.RegisterService(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+
+	opts.NodeID, opts.Logger = x.eng.NodeID(), slog.New(slog.DiscardHandler)
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 50 * time.Millisecond
+	}
+	d := push.New(x.eng, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // stopServing closes the API's port and every connection to it.

@@ -36,7 +36,13 @@ type pushed struct {
 // stop returns ServePush's error.
 func servePush(t *testing.T, w *worker.Worker) *pushed {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	return servePushOn(t, w, "127.0.0.1:0")
+}
+
+// servePushOn is servePush on a given address.
+func servePushOn(t *testing.T, w *worker.Worker, addr string) *pushed {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
