@@ -3,9 +3,9 @@ package worker_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
