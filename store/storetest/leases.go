@@ -115,14 +115,16 @@ func Leases(t *testing.T, open func(*testing.T) store.Store) {
 	t.Run("ExtendKeepsEpochAndMovesExpiry", func(t *testing.T) {
 		e := newEnv(t, open)
 		inst := e.create()
-		leased, err := e.s.InstanceLease(e.ctx, inst.ID, nodeA, 50*time.Millisecond)
+		// The extend must come within the first lease, so it gets a
+		// second even on a loaded machine; the sleep outlives it.
+		leased, err := e.s.InstanceLease(e.ctx, inst.ID, nodeA, time.Second)
 		ok(t, err)
 
 		ext := store.InstanceExtendParams{
 			InstanceID: inst.ID, Owner: nodeA, Epoch: leased.LeaseEpoch, TTL: leaseTTL,
 		}
 		ok(t, e.s.InstanceExtend(e.ctx, ext))
-		time.Sleep(80 * time.Millisecond)
+		time.Sleep(1200 * time.Millisecond)
 
 		got := e.instance(inst.ID)
 		equal(t, "epoch kept", got.LeaseEpoch, leased.LeaseEpoch)
