@@ -18,6 +18,7 @@ const (
 	keyErr      = "err"
 	keyCount    = "count"
 	keyHook     = "hook"
+	keyBackoff  = "backoff"
 )
 
 // Errors the engine returns; the API edge maps them to status codes.

@@ -112,6 +112,10 @@ func classify(err error) *status.Status {
 	case errors.Is(err, engine.ErrBusy), errors.Is(err, store.ErrLocked):
 		return withDetails(codes.Unavailable, err.Error(),
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)})
+	case store.IsUnavailable(err):
+		// The cause names the database's address: it stays in the log.
+		return withDetails(codes.Unavailable, "database unavailable; retry later",
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)})
 	case errors.Is(err, errUnauthenticated):
 		return status.New(codes.Unauthenticated, err.Error())
 	case errors.Is(err, errPermissionDenied):

@@ -18,6 +18,7 @@ import (
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/server"
+	"github.com/weftworks/weft/store/postgres"
 	"github.com/weftworks/weft/store/storeurl"
 )
 
@@ -139,7 +140,9 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		return err
 	}
 
-	st, err := storeurl.Open(ctx, f.database, storeurl.Options{})
+	st, err := storeurl.Open(ctx, f.database, storeurl.Options{
+		Postgres: []postgres.Option{postgres.WithLogger(log)},
+	})
 	if err != nil {
 		return fmt.Errorf("opening --database %s: %w", f.database, err)
 	}

@@ -1,0 +1,69 @@
+package store
+
+import (
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"syscall"
+)
+
+// ErrUnavailable means the database could not be reached: the store may
+// wrap it around a failure of its own that says so.
+var ErrUnavailable = errors.New("database unavailable")
+
+// IsUnavailable reports whether err says that the database could not be
+// reached or went away (connection refused, reset or closed, the server
+// shutting down or out of connections): a condition that passes, so that
+// the same call may succeed later. A write that failed this way may still
+// have committed when its COMMIT was under way.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+
+	for _, target := range []error{
+		ErrUnavailable, driver.ErrBadConn, sql.ErrConnDone, io.ErrUnexpectedEOF,
+		syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+
+	// Drivers that know a statement never reached the server say so
+	// (pgx's "conn closed", a failed connect).
+	var retry interface{ SafeToRetry() bool }
+	if errors.As(err, &retry) && retry.SafeToRetry() {
+		return true
+	}
+
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		return unavailableState(coded.SQLState())
+	}
+
+	return false
+}
+
+// unavailableState says whether an SQLSTATE is a connection failure
+// (class 08), the server shutting down or starting (57P01 to 57P03) or
+// out of connections (53300).
+func unavailableState(state string) bool {
+	if len(state) == 5 && state[:2] == "08" {
+		return true
+	}
+
+	switch state {
+	case "57P01", "57P02", "57P03", "53300":
+		return true
+	}
+
+	return false
+}
