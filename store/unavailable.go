@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -17,9 +18,10 @@ var ErrUnavailable = errors.New("database unavailable")
 // reached or went away (connection refused, reset or closed, the server
 // shutting down or out of connections): a condition that passes, so that
 // the same call may succeed later. A write that failed this way may still
-// have committed when its COMMIT was under way.
+// have committed when its COMMIT was under way. The caller's own
+// cancellation or deadline is not unavailability.
 func IsUnavailable(err error) bool {
-	if err == nil {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 
