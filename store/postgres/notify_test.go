@@ -108,3 +108,36 @@ func terminateListener(t *testing.T, url, channel string) {
 		t.Fatalf("terminating the listener: %d killed, error %v", killed, err)
 	}
 }
+
+// TestNoticesAfterOutage: a node that reaches the database through a
+// proxy keeps getting other nodes' notices after the proxy was cut for
+// longer than several of the listener's reconnects.
+func TestNoticesAfterOutage(t *testing.T) {
+	url, schema := pgtest.Schema(t)
+	proxy := pgtest.NewProxy(t)
+	a := pgtest.OpenSchema(t, url, schema)
+	b := pgtest.OpenSchema(t, proxy.Via(t, url), schema)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	notices := b.Notifications(ctx)
+	expect(t, notices, store.NoticeTasks)
+	drain(notices)
+
+	proxy.Cut()
+	time.Sleep(3 * time.Second) // reconnects after 100, 200, 400, 800 and 1600ms fail
+	proxy.Restore()
+	expect(t, notices, store.NoticeTasks)
+	drain(notices)
+
+	_, _, err := a.InstanceCreate(ctx, store.InstanceCreateParams{
+		Instance: store.Instance{
+			ID: "after", DefinitionName: "d", DefinitionVersion: 1, Status: store.InstanceRunning,
+		},
+		Now: time.Now(),
+	})
+	if err != nil {
+		t.Fatalf("creating instance: %v", err)
+	}
+	expect(t, notices, store.NoticeInstances)
+}
