@@ -71,9 +71,11 @@ type committer struct {
 	queue  []*op
 	closed bool
 
-	// conn and stmts belong to the committer goroutine alone.
-	conn  *sql.Conn
-	stmts map[string]*sql.Stmt
+	// conn and stmts belong to the committer goroutine alone, and so
+	// does feedRows, the audit rows of the open transaction.
+	conn     *sql.Conn
+	stmts    map[string]*sql.Stmt
+	feedRows int64
 
 	signal  chan struct{}
 	quit    chan struct{}
@@ -317,6 +319,8 @@ func (c *committer) begin(ctx context.Context) error {
 		c.conn = conn
 		c.stmts = make(map[string]*sql.Stmt)
 	}
+
+	c.feedRows = 0
 
 	return c.execConn(ctx, c.s.dialect.Begin)
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Stats", Stats},
 		{"Purge", Purge},
 		{"UserTasks", UserTasks},
+		{"Feed", Feed},
 	}
 	for _, s := range suites {
 		t.Run(s.name, func(t *testing.T) {
