@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -86,6 +87,10 @@ func TestDatabaseOutage(t *testing.T) {
 			if strings.Contains(line, `"msg":"instance cannot advance"`) {
 				t.Errorf("node %s took the outage for a broken instance: %s", p.name, line)
 			}
+			if strings.Contains(line, `"level":"ERROR"`) {
+				t.Errorf("node %s logged the outage as an error, not as unavailability: %s",
+					p.name, line)
+			}
 		}
 		if !hasFailureLine(lines) {
 			t.Errorf("node %s logged no warn or error line during the cut:\n%s",
@@ -94,14 +99,56 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 
 	waitCompleted(t, b, n)
+	rows := 0
 	for _, id := range ids {
 		evs := audit(t, a, id)
+		rows += len(evs)
 		for _, step := range []string{"left", "right", "join"} {
 			at := completedOnce(t, id, step, evs)
 			if r.count(id, step, at+1) != 0 {
 				t.Fatalf("instance %s: %s ran again after its completed attempt %d", id, step, at)
 			}
 		}
+	}
+	followFeed(t, a, ids, rows)
+}
+
+// followFeed follows node p's lifecycle feed from the start until it
+// has had the want audit rows of the instances ids, checking that no
+// row comes twice and that positions grow.
+func followFeed(t *testing.T, p *serveProc, ids []string, want int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := p.state.WatchLifecycle(ctx, &weftv1.WatchLifecycleRequest{})
+	if err != nil {
+		t.Fatalf("watching the lifecycle feed: %v", err)
+	}
+
+	ours := map[string]bool{}
+	for _, id := range ids {
+		ours[id] = true
+	}
+	seen := map[string]bool{}
+	var last int64
+	for len(seen) < want {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("lifecycle feed ended after %d of %d rows: %v", len(seen), want, err)
+		}
+		if resp.GetPosition() <= last {
+			t.Fatalf("feed position %d after %d", resp.GetPosition(), last)
+		}
+		last = resp.GetPosition()
+		ev := resp.GetEvent()
+		key := fmt.Sprintf("%s/%d", ev.GetInstanceId(), ev.GetSeq())
+		if !ours[ev.GetInstanceId()] {
+			continue
+		}
+		if seen[key] {
+			t.Fatalf("feed row %s came twice", key)
+		}
+		seen[key] = true
 	}
 }
 

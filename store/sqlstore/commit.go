@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/weftworks/weft/store"
 )
@@ -182,6 +183,7 @@ func (c *committer) apply(batch []*op) {
 
 	total, err := c.runBatch(context.Background(), batch, results)
 	if err != nil {
+		err = c.markUnavailable(err)
 		c.reset()
 		for i := range results {
 			results[i] = err
@@ -392,6 +394,29 @@ func ParseNotice(payload string) (kind store.Notice, sender string, ok bool) {
 	}
 
 	return kind, sender, true
+}
+
+// pingTimeout bounds the ping that asks whether a failed batch's
+// connection still works.
+const pingTimeout = time.Second
+
+// markUnavailable wraps a failed batch's error in store.ErrUnavailable
+// when the committer's connection no longer answers, whatever words the
+// driver found for it ("conn closed", "bad connection"), so that callers
+// learn that the database is away rather than that the write is wrong.
+func (c *committer) markUnavailable(err error) error {
+	if c.conn == nil || store.IsUnavailable(err) {
+		return err
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+
+	if pingErr := c.conn.PingContext(ctx); pingErr != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+
+	return err
 }
 
 // reset abandons a failed batch: it rolls back whatever is left of the
