@@ -23,9 +23,16 @@ END
 $$;
 -- +goose StatementEnd
 
+-- Nodes of the previous release, still running during a rolling upgrade,
+-- insert audit rows without a position: the default numbers their rows
+-- the same way, with a sequence in place of the ordinal weft keeps.
+CREATE SEQUENCE workflow_events_feed_ordinal;
+ALTER TABLE workflow_events ALTER COLUMN feed_position SET DEFAULT
+    (pg_current_xact_id()::text::BIGINT << 20) + (nextval('workflow_events_feed_ordinal') & 1048575);
 ALTER TABLE workflow_events ALTER COLUMN feed_position SET NOT NULL;
 CREATE UNIQUE INDEX workflow_events_feed ON workflow_events (feed_position);
 
 -- +goose Down
 DROP INDEX workflow_events_feed;
 ALTER TABLE workflow_events DROP COLUMN feed_position;
+DROP SEQUENCE workflow_events_feed_ordinal;
