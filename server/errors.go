@@ -89,6 +89,11 @@ func classify(err error) *status.Status {
 	field := fieldOf(err)
 
 	switch {
+	case store.IsUnavailable(err):
+		// First, since a connect timeout may look like a deadline. The
+		// cause names the database's address: it stays in the log.
+		return withDetails(codes.Unavailable, "database unavailable; retry later",
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)})
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
@@ -111,10 +116,6 @@ func classify(err error) *status.Status {
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)})
 	case errors.Is(err, engine.ErrBusy), errors.Is(err, store.ErrLocked):
 		return withDetails(codes.Unavailable, err.Error(),
-			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)})
-	case store.IsUnavailable(err):
-		// The cause names the database's address: it stays in the log.
-		return withDetails(codes.Unavailable, "database unavailable; retry later",
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)})
 	case errors.Is(err, errUnauthenticated):
 		return status.New(codes.Unauthenticated, err.Error())

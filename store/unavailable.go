@@ -10,8 +10,9 @@ import (
 	"syscall"
 )
 
-// ErrUnavailable means the database could not be reached: the store may
-// wrap it around a failure of its own that says so.
+// ErrUnavailable means the database could not be reached: the store
+// wraps it around a failure that says so in other words, such as a
+// connection attempt that ran out of time (which looks like a deadline).
 var ErrUnavailable = errors.New("database unavailable")
 
 // IsUnavailable reports whether err says that the database could not be
@@ -19,14 +20,23 @@ var ErrUnavailable = errors.New("database unavailable")
 // shutting down or out of connections): a condition that passes, so that
 // the same call may succeed later. A write that failed this way may still
 // have committed when its COMMIT was under way. The caller's own
-// cancellation or deadline is not unavailability.
+// cancellation or deadline is not unavailability, unless the store marked
+// it with ErrUnavailable.
 func IsUnavailable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil {
+		return false
+	}
+
+	if errors.Is(err, ErrUnavailable) {
+		return true
+	}
+
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 
 	for _, target := range []error{
-		ErrUnavailable, driver.ErrBadConn, sql.ErrConnDone, io.ErrUnexpectedEOF,
+		driver.ErrBadConn, sql.ErrConnDone, io.ErrUnexpectedEOF,
 		syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE,
 	} {
 		if errors.Is(err, target) {

@@ -307,24 +307,54 @@ func (c *committer) runOp(ctx context.Context, o *op, savepoint bool) (n counts,
 	return w.n, opErr, nil
 }
 
+// beginTries bounds how many connections begin tries: after an outage
+// the pool may hand out connections the server side has closed, which
+// only a statement finds out.
+const beginTries = 4
+
 // begin takes the committer's own connection when it has none, and opens
 // a transaction on it. The transaction is driven with plain statements
 // rather than sql.Tx, so that statements prepared once on the
-// connection serve every batch.
+// connection serve every batch. A BEGIN that fails gives its connection
+// up and tries another: it changed nothing.
 func (c *committer) begin(ctx context.Context) error {
-	if c.conn == nil {
-		conn, err := c.s.writer.Conn(ctx)
-		if err != nil {
+	var err error
+	for range beginTries {
+		if err = c.connect(ctx); err != nil {
 			return err
 		}
 
-		c.conn = conn
-		c.stmts = make(map[string]*sql.Stmt)
+		c.feedRows = 0
+		if err = c.execConn(ctx, c.s.dialect.Begin); err == nil {
+			return nil
+		}
+
+		c.release()
 	}
 
-	c.feedRows = 0
+	return err
+}
 
-	return c.execConn(ctx, c.s.dialect.Begin)
+// connect takes the committer's own connection when it has none.
+func (c *committer) connect(ctx context.Context) error {
+	if c.conn != nil {
+		return nil
+	}
+
+	conn, err := c.s.writer.Conn(ctx)
+	// Batches run under no deadline, so one here is the driver's connect
+	// timeout: the database did not answer.
+	if err != nil && (errors.Is(err, context.DeadlineExceeded) || store.IsUnavailable(err)) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	if err != nil {
+		return err
+	}
+
+	c.conn = conn
+	c.stmts = make(map[string]*sql.Stmt)
+
+	return nil
 }
 
 // execConn runs a statement that is not worth preparing.

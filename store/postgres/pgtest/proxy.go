@@ -11,16 +11,20 @@ import (
 
 // Proxy is a TCP proxy in front of the test server, for tests of what
 // weft does when the database goes away: Cut closes every connection
-// through it and refuses new ones (it accepts and closes them at once),
-// Restore forwards again. It stops when the test ends.
+// through it and refuses new ones (it accepts and closes them at once);
+// Hold closes them too but keeps new ones open without an answer, as a
+// network that drops packets would; Restore forwards again. It stops when
+// the test ends.
 type Proxy struct {
 	lis    net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	cut      bool
+	hold     bool
+	restored chan struct{}
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
 }
 
 // NewProxy starts a proxy on a free loopback port in front of the server
@@ -68,10 +72,24 @@ func (p *Proxy) Via(t testing.TB, dbURL string) string {
 
 // Cut closes every open connection and refuses new ones until Restore.
 func (p *Proxy) Cut() {
+	p.stop(false)
+}
+
+// Hold closes every open connection and holds new ones, unanswered,
+// until Restore closes them.
+func (p *Proxy) Hold() {
+	p.stop(true)
+}
+
+func (p *Proxy) stop(hold bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
-	p.cut = true
+	if !p.cut {
+		p.restored = make(chan struct{})
+	}
+
+	p.cut, p.hold = true, hold
 	for c := range p.conns {
 		_ = c.Close()
 	}
@@ -82,7 +100,11 @@ func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
-	p.cut = false
+	if p.cut {
+		close(p.restored)
+	}
+
+	p.cut, p.hold = false, false
 }
 
 // serve accepts until the listener closes.
@@ -107,6 +129,13 @@ func (p *Proxy) serve() {
 // the proxy is cut.
 func (p *Proxy) forward(client net.Conn) {
 	defer p.wg.Done()
+
+	if held, restored := p.held(); held {
+		<-restored
+		_ = client.Close()
+
+		return
+	}
 
 	if !p.track(client) {
 		_ = client.Close()
@@ -133,6 +162,14 @@ func (p *Proxy) forward(client net.Conn) {
 	go pipe(server, client)
 	go pipe(client, server)
 	<-done
+}
+
+// held says whether the proxy holds new connections, and until when.
+func (p *Proxy) held() (bool, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	return p.hold, p.restored
 }
 
 // track adds an open connection, unless the proxy is cut.
@@ -162,6 +199,8 @@ func (p *Proxy) untrack(c net.Conn) {
 // proxy's goroutines.
 func (p *Proxy) close() {
 	_ = p.lis.Close()
+	p.Cut()
+	p.Restore()
 	p.Cut()
 	p.wg.Wait()
 }
