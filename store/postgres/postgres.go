@@ -96,11 +96,10 @@ var (
 )
 
 // Open connects to the database at url (a postgres:// URL or a key=value
-// connection string), migrates its schema and starts the store. A new
-// connection gives up after the URL's connect_timeout, or
-// DefaultConnectTimeout. Several
+// connection string), migrates its schema and starts the store. Several
 // nodes may open and migrate the same database at once: migrations run
-// under an advisory lock.
+// under an advisory lock. A new connection gives up after the URL's
+// connect_timeout, or DefaultConnectTimeout.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	cfg := config{
 		maxConns: 8, writers: defaultWriters, notify: true, logger: slog.Default(),

@@ -315,8 +315,8 @@ const beginTries = 4
 // begin takes the committer's own connection when it has none, and opens
 // a transaction on it. The transaction is driven with plain statements
 // rather than sql.Tx, so that statements prepared once on the
-// connection serve every batch. A BEGIN that fails gives its connection
-// up and tries another: it changed nothing.
+// connection serve every batch. A BEGIN that fails on a connection that
+// no longer answers gives it up and tries another: it changed nothing.
 func (c *committer) begin(ctx context.Context) error {
 	var err error
 	for range beginTries {
@@ -325,8 +325,8 @@ func (c *committer) begin(ctx context.Context) error {
 		}
 
 		c.feedRows = 0
-		if err = c.execConn(ctx, c.s.dialect.Begin); err == nil {
-			return nil
+		if err = c.execConn(ctx, c.s.dialect.Begin); err == nil || !c.broken() {
+			return err
 		}
 
 		c.release()
@@ -435,18 +435,19 @@ const pingTimeout = time.Second
 // driver found for it ("conn closed", "bad connection"), so that callers
 // learn that the database is away rather than that the write is wrong.
 func (c *committer) markUnavailable(err error) error {
-	if c.conn == nil || store.IsUnavailable(err) {
+	if c.conn == nil || store.IsUnavailable(err) || !c.broken() {
 		return err
 	}
 
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+// broken reports whether the committer's connection fails a ping.
+func (c *committer) broken() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	defer cancel()
 
-	if pingErr := c.conn.PingContext(ctx); pingErr != nil {
-		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-	}
-
-	return err
+	return c.conn.PingContext(ctx) != nil
 }
 
 // reset abandons a failed batch: it rolls back whatever is left of the
