@@ -118,8 +118,8 @@ var Postgres = &Dialect{
 // rows below the xmin of its snapshot shifted the same way: every
 // transaction with a smaller id has ended, so no row can appear below
 // that horizon any more, and a reader resuming from a position never
-// skips one. A transaction left open anywhere on the server holds the
-// feed back until it ends (docs/operations.md).
+// skips one. A writing transaction left open anywhere on the server
+// holds the feed back until it ends (docs/operations.md).
 const (
 	// feedShift is how many bits of a feed position number the rows of
 	// one transaction; the transaction id takes the other 43.
