@@ -19,6 +19,7 @@ const (
 	keyCount    = "count"
 	keyHook     = "hook"
 	keyMode     = "mode"
+	keyBackoff  = "backoff"
 )
 
 // Errors the engine returns; the API edge maps them to status codes.

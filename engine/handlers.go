@@ -122,6 +122,7 @@ func (e *Engine) dispatchLoop(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
+	var backoff time.Duration
 	for ctx.Err() == nil {
 		services := e.handlers.services()
 		free := cap(slots) - len(slots)
@@ -135,10 +136,12 @@ func (e *Engine) dispatchLoop(ctx context.Context) {
 			LeaseTTL: e.opts.TaskLeaseTTL, Now: e.clock.Now(),
 		})
 		if err != nil && ctx.Err() == nil {
-			e.log.Warn("claiming tasks failed", keyErr, err)
-			_ = sleep(ctx, e.opts.PollInterval)
+			backoff = e.failureBackoff(backoff)
+			e.log.Warn("claiming tasks failed", keyErr, err, keyBackoff, backoff)
+			_ = sleep(ctx, backoff)
 			continue
 		}
+		backoff = 0
 
 		for _, t := range tasks {
 			slots <- struct{}{}

@@ -18,6 +18,7 @@ func (e *Engine) scheduleLoop(ctx context.Context) {
 	}
 	defer close(jobs)
 
+	var backoff time.Duration
 	for ctx.Err() == nil {
 		insts, err := e.store.InstanceClaim(ctx, store.InstanceClaimParams{
 			Owner: e.opts.NodeID,
@@ -26,10 +27,12 @@ func (e *Engine) scheduleLoop(ctx context.Context) {
 			Now:   e.clock.Now(),
 		})
 		if err != nil && ctx.Err() == nil {
-			e.log.Warn("claiming instances failed", keyErr, err)
-			_ = sleep(ctx, e.opts.PollInterval)
+			backoff = e.failureBackoff(backoff)
+			e.log.Warn("claiming instances failed", keyErr, err, keyBackoff, backoff)
+			_ = sleep(ctx, backoff)
 			continue
 		}
+		backoff = 0
 
 		e.counters.Claims.Add(int64(len(insts)))
 		at := time.Now()
@@ -46,6 +49,19 @@ func (e *Engine) scheduleLoop(ctx context.Context) {
 
 		e.idle(ctx, e.wakeSched, e.nextDue(ctx))
 	}
+}
+
+// maxFailureBackoff bounds the wait of a loop whose store calls keep
+// failing (the database is away): it retries at the poll interval, then
+// doubles its wait up to this, so that an outage costs a few calls and
+// log lines, not one per poll.
+const maxFailureBackoff = 5 * time.Second
+
+// failureBackoff is a failing loop's next wait after d: the poll
+// interval first, then twice the last wait, up to maxFailureBackoff (or
+// the poll interval when that is longer).
+func (e *Engine) failureBackoff(d time.Duration) time.Duration {
+	return min(max(2*d, e.opts.PollInterval), max(maxFailureBackoff, e.opts.PollInterval))
 }
 
 // nextDue is how long the scheduler may sleep.
@@ -165,6 +181,11 @@ func (e *Engine) advance(ctx context.Context, c claim) {
 		case errors.Is(err, store.ErrLeaseLost):
 			e.log.Info("lease lost", keyInstance, claimed.ID)
 			return
+		case store.IsUnavailable(err):
+			// The database is away: the instance goes on once it is back
+			// and the lease has run out.
+			e.log.Warn("advancing instance failed", keyInstance, claimed.ID, keyErr, err)
+			return
 		default:
 			e.log.Error("advancing instance failed", keyInstance, claimed.ID, keyErr, err)
 			return
@@ -180,6 +201,11 @@ func (e *Engine) advanceOnce(ctx context.Context, ld store.Loaded) error {
 	}
 
 	r.process()
+	if store.IsUnavailable(r.err) {
+		// A read that failed for want of the database says nothing of
+		// the instance: fail it as broken and it would stay failed.
+		return r.err
+	}
 	if r.err != nil && !errors.Is(r.err, store.ErrConflict) {
 		e.log.Error("instance cannot advance", keyInstance, ld.Instance.ID, keyErr, r.err)
 		return e.failBroken(ctx, ld, r.err)
@@ -269,6 +295,7 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(e.opts.PollInterval)
 	defer t.Stop()
 
+	var backoff time.Duration
 	for {
 		select {
 		case <-ctx.Done():
@@ -278,9 +305,12 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 
 		n, err := e.store.EventSweep(ctx, e.clock.Now())
 		if err != nil && ctx.Err() == nil {
-			e.log.Warn("sweeping events failed", keyErr, err)
+			backoff = e.failureBackoff(backoff)
+			e.log.Warn("sweeping events failed", keyErr, err, keyBackoff, backoff)
+			_ = sleep(ctx, backoff)
 			continue
 		}
+		backoff = 0
 		if n > 0 {
 			e.wake(e.wakeSched)
 		}

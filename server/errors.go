@@ -91,6 +91,11 @@ func classify(err error) *status.Status {
 	field := fieldOf(err)
 
 	switch {
+	case store.IsUnavailable(err):
+		// First, since a connect timeout may look like a deadline. The
+		// cause names the database's address: it stays in the log.
+		return withDetails(codes.Unavailable, "database unavailable; retry later",
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryHint)})
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

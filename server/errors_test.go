@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
@@ -89,5 +91,38 @@ func TestStatusInternal(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "disk on fire at sector 7") || !strings.Contains(logs.String(), "/weft.v1.X/Y") {
 		t.Fatalf("log = %q, want the full error and the method", logs.String())
+	}
+}
+
+// TestStatusDatabaseUnavailable checks that a database that cannot be
+// reached is answered UNAVAILABLE with a retry hint, without the
+// database's address, whether the driver says so with a network error
+// or with driver.ErrBadConn.
+func TestStatusDatabaseUnavailable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	_, refused := net.Dial("tcp", addr)
+	if refused == nil {
+		t.Fatalf("dialling %s after closing it succeeded", addr)
+	}
+
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	for _, err := range []error{
+		fmt.Errorf("getting instance x: %w", refused),
+		fmt.Errorf("starting: rolling back write batch: %w", driver.ErrBadConn),
+	} {
+		st := status.Convert(s.status("/m", err))
+		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), addr) {
+			t.Errorf("%v: %v %q, want UNAVAILABLE without the address", err, st.Code(), st.Message())
+		}
+		if len(st.Details()) != 1 {
+			t.Errorf("%v: details %v, want a retry hint", err, st.Details())
+		} else if _, ok := st.Details()[0].(*errdetails.RetryInfo); !ok {
+			t.Errorf("%v: details %v, want a retry hint", err, st.Details())
+		}
 	}
 }

@@ -26,9 +26,11 @@ import (
 // killed or stopped node's instances move on within the test.
 const nodeLeaseTTL = "1s"
 
-// cluster is a PostgreSQL schema and the serve nodes on it.
+// cluster is a PostgreSQL schema and the serve nodes on it; with a
+// proxy the nodes reach the database through it.
 type cluster struct {
 	url, schema string
+	proxy       *pgtest.Proxy
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -39,20 +41,24 @@ func newCluster(t *testing.T) *cluster {
 }
 
 // database is the --database URL of the cluster's schema.
-func (c *cluster) database() string {
+func (c *cluster) database(t *testing.T) string {
+	url := c.url
+	if c.proxy != nil {
+		url = c.proxy.Via(t, url)
+	}
 	sep := "?"
-	if strings.Contains(c.url, "?") {
+	if strings.Contains(url, "?") {
 		sep = "&"
 	}
 
-	return c.url + sep + "search_path=" + c.schema
+	return url + sep + "search_path=" + c.schema
 }
 
 // node starts a serve node with extra flags; listen "" takes a free
 // port.
 func (c *cluster) node(t *testing.T, id, listen string, extra ...string) *serveProc {
 	t.Helper()
-	args := []string{"--database", c.database(), "--node-id", id,
+	args := []string{"--database", c.database(t), "--node-id", id,
 		"--lease-ttl", nodeLeaseTTL, "--task-claim-ttl", "5s"}
 	if listen != "" {
 		args = append(args, "--listen", listen)

@@ -131,9 +131,13 @@ func TestServeConfigSources(t *testing.T) {
 }
 
 // TestServeLifecycleFeed follows the lifecycle feed of every instance and
-// resumes it from a position.
+// resumes it from a position, on SQLite and on PostgreSQL.
 func TestServeLifecycleFeed(t *testing.T) {
-	p := startServe(t)
+	t.Run("sqlite", func(t *testing.T) { checkLifecycleFeed(t, startServe(t)) })
+	t.Run("postgres", func(t *testing.T) { checkLifecycleFeed(t, newCluster(t).node(t, "node-1", "")) })
+}
+
+func checkLifecycleFeed(t *testing.T, p *serveProc) {
 	p.register(t, "name: idle\nversion: 1\nsteps:\n  - {id: a, type: task, service: nobody, action: x}\n")
 	first, second := p.start(t, "idle", `{}`), p.start(t, "idle", `{}`)
 

@@ -20,6 +20,7 @@ import (
 	"github.com/weftworks/weft/push"
 	"github.com/weftworks/weft/server"
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/postgres"
 	"github.com/weftworks/weft/store/storeurl"
 )
 
@@ -147,7 +148,9 @@ func runServe(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		return err
 	}
 
-	st, err := storeurl.Open(ctx, f.database, storeurl.Options{})
+	st, err := storeurl.Open(ctx, f.database, storeurl.Options{
+		Postgres: []postgres.Option{postgres.WithLogger(log)},
+	})
 	if err != nil {
 		return fmt.Errorf("opening --database %s: %w", f.database, err)
 	}

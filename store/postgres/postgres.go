@@ -33,6 +33,10 @@ type config struct {
 	maxIdleTime time.Duration
 }
 
+// DefaultConnectTimeout bounds each new connection's attempt when the
+// URL sets no connect_timeout.
+const DefaultConnectTimeout = 10 * time.Second
+
 // defaultWriters is how many committers a node runs by default.
 const defaultWriters = 3
 
@@ -94,7 +98,8 @@ var (
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string), migrates its schema and starts the store. Several
 // nodes may open and migrate the same database at once: migrations run
-// under an advisory lock.
+// under an advisory lock. A new connection gives up after the URL's
+// connect_timeout, or DefaultConnectTimeout.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	cfg := config{
 		maxConns: 8, writers: defaultWriters, notify: true, logger: slog.Default(),
@@ -116,6 +121,13 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 
 	if cfg.schema != "" {
 		conn.RuntimeParams["search_path"] = cfg.schema
+	}
+
+	// Without a bound a connection attempt that the network leaves
+	// unanswered waits for ever, and the committer, whose batches run
+	// under no caller's deadline, with it.
+	if conn.ConnectTimeout == 0 {
+		conn.ConnectTimeout = DefaultConnectTimeout
 	}
 
 	s, err := open(ctx, conn, cfg)

@@ -153,6 +153,16 @@ func TestNodes(t *testing.T) {
 	})
 }
 
+// TestFeedNodes runs the feed's concurrent part on one store: SQLite's
+// one writer commits in the order it begins, so there is nothing to hold.
+func TestFeedNodes(t *testing.T) {
+	storetest.FeedNodes(t, func(t *testing.T) (store.Store, store.Store) {
+		s := openTemp(t)
+
+		return s, s
+	}, nil)
+}
+
 // TestOpenThroughLinkIsLocked opens one file through a symbolic link
 // while it is open under its own name: the lock follows the file.
 func TestOpenThroughLinkIsLocked(t *testing.T) {

@@ -34,9 +34,15 @@ func scanAudit(r rowScanner) (store.AuditEvent, error) {
 func (w *writer) insertAudit(
 	ctx context.Context, instanceID string, base int64, events []store.AuditEvent, now time.Time,
 ) error {
+	feed := w.s.dialect.FeedInsert
+	columns, row := auditColumns, "(?, ?, ?, ?, ?, ?, ?, ?), "
+	if feed != "" {
+		columns, row = auditColumns+", feed_position", "(?, ?, ?, ?, ?, ?, ?, ?, "+feed+"), "
+	}
+
 	for start := 0; start < len(events); start += auditChunk {
 		chunk := events[start:min(start+auditChunk, len(events))]
-		args := make([]any, 0, len(chunk)*8)
+		args := make([]any, 0, len(chunk)*9)
 		for i := range chunk {
 			e := &chunk[i]
 			e.InstanceID = instanceID
@@ -47,10 +53,18 @@ func (w *writer) insertAudit(
 
 			args = append(args, instanceID, e.Seq, e.Type, e.StepID, e.PointerID, e.Attempt,
 				text(e.Data), ms(e.At))
+			if feed != "" {
+				ord, err := w.c.feedOrdinal()
+				if err != nil {
+					return err
+				}
+
+				args = append(args, ord)
+			}
 		}
 
-		rows := strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk))
-		_, err := w.exec(ctx, `INSERT INTO workflow_events (`+auditColumns+`) VALUES `+
+		rows := strings.Repeat(row, len(chunk))
+		_, err := w.exec(ctx, `INSERT INTO workflow_events (`+columns+`) VALUES `+
 			strings.TrimSuffix(rows, ", "), args...)
 		if err != nil {
 			return fmt.Errorf("inserting audit rows: %w", err)
@@ -58,6 +72,18 @@ func (w *writer) insertAudit(
 	}
 
 	return nil
+}
+
+// feedOrdinal numbers an audit row within the batch's transaction, for
+// its feed position.
+func (c *committer) feedOrdinal() (int64, error) {
+	if c.feedRows >= maxFeedOrdinal {
+		return 0, fmt.Errorf("inserting audit rows: more than %d in one transaction", maxFeedOrdinal)
+	}
+
+	c.feedRows++
+
+	return c.feedRows - 1, nil
 }
 
 // appendAudit bumps the instance's last_seq and writes events after it,
@@ -102,19 +128,21 @@ func (s *Store) AuditList(
 
 // AuditFeed lists audit rows of every instance after feed position
 // after, in commit order, at most limit (DefaultAuditLimit when limit is
-// under 1). On SQLite the position is the row's rowid: the one writer
-// numbers rows in commit order. Other dialects answer
-// errors.ErrUnsupported until they have a position column.
+// under 1). On SQLite the one writer numbers feed_position in commit
+// order; on PostgreSQL the position follows the writing transaction and
+// rows still below a running transaction's horizon wait (see feedShift).
 func (s *Store) AuditFeed(ctx context.Context, after int64, limit int) ([]store.FeedEvent, error) {
-	if s.dialect.Name != SQLite.Name {
-		return nil, fmt.Errorf("lifecycle feed on %s: %w", s.dialect.Name, errors.ErrUnsupported)
-	}
 	if limit <= 0 {
 		limit = DefaultAuditLimit
 	}
 
-	rows, err := s.readQuery(ctx, `SELECT rowid, `+auditColumns+` FROM workflow_events
-		WHERE rowid > ? ORDER BY rowid LIMIT ?`, after, limit)
+	horizon := ""
+	if s.dialect.FeedHorizon != "" {
+		horizon = ` AND feed_position < ` + s.dialect.FeedHorizon
+	}
+
+	rows, err := s.readQuery(ctx, `SELECT feed_position, `+auditColumns+` FROM workflow_events
+		WHERE feed_position > ?`+horizon+` ORDER BY feed_position LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading the lifecycle feed: %w", err)
 	}

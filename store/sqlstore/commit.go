@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/weftworks/weft/store"
 )
@@ -71,9 +72,11 @@ type committer struct {
 	queue  []*op
 	closed bool
 
-	// conn and stmts belong to the committer goroutine alone.
-	conn  *sql.Conn
-	stmts map[string]*sql.Stmt
+	// conn and stmts belong to the committer goroutine alone, and so
+	// does feedRows, the audit rows of the open transaction.
+	conn     *sql.Conn
+	stmts    map[string]*sql.Stmt
+	feedRows int64
 
 	signal  chan struct{}
 	quit    chan struct{}
@@ -180,6 +183,7 @@ func (c *committer) apply(batch []*op) {
 
 	total, err := c.runBatch(context.Background(), batch, results)
 	if err != nil {
+		err = c.markUnavailable(err)
 		c.reset()
 		for i := range results {
 			results[i] = err
@@ -303,22 +307,54 @@ func (c *committer) runOp(ctx context.Context, o *op, savepoint bool) (n counts,
 	return w.n, opErr, nil
 }
 
+// beginTries bounds how many connections begin tries: after an outage
+// the pool may hand out connections the server side has closed, which
+// only a statement finds out.
+const beginTries = 4
+
 // begin takes the committer's own connection when it has none, and opens
 // a transaction on it. The transaction is driven with plain statements
 // rather than sql.Tx, so that statements prepared once on the
-// connection serve every batch.
+// connection serve every batch. A BEGIN that fails on a connection that
+// no longer answers gives it up and tries another: it changed nothing.
 func (c *committer) begin(ctx context.Context) error {
-	if c.conn == nil {
-		conn, err := c.s.writer.Conn(ctx)
-		if err != nil {
+	var err error
+	for range beginTries {
+		if err = c.connect(ctx); err != nil {
 			return err
 		}
 
-		c.conn = conn
-		c.stmts = make(map[string]*sql.Stmt)
+		c.feedRows = 0
+		if err = c.execConn(ctx, c.s.dialect.Begin); err == nil || !c.broken() {
+			return err
+		}
+
+		c.release()
 	}
 
-	return c.execConn(ctx, c.s.dialect.Begin)
+	return err
+}
+
+// connect takes the committer's own connection when it has none.
+func (c *committer) connect(ctx context.Context) error {
+	if c.conn != nil {
+		return nil
+	}
+
+	conn, err := c.s.writer.Conn(ctx)
+	// Batches run under no deadline, so one here is the driver's connect
+	// timeout: the database did not answer.
+	if err != nil && (errors.Is(err, context.DeadlineExceeded) || store.IsUnavailable(err)) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	if err != nil {
+		return err
+	}
+
+	c.conn = conn
+	c.stmts = make(map[string]*sql.Stmt)
+
+	return nil
 }
 
 // execConn runs a statement that is not worth preparing.
@@ -388,6 +424,30 @@ func ParseNotice(payload string) (kind store.Notice, sender string, ok bool) {
 	}
 
 	return kind, sender, true
+}
+
+// pingTimeout bounds the ping that asks whether a failed batch's
+// connection still works.
+const pingTimeout = time.Second
+
+// markUnavailable wraps a failed batch's error in store.ErrUnavailable
+// when the committer's connection no longer answers, whatever words the
+// driver found for it ("conn closed", "bad connection"), so that callers
+// learn that the database is away rather than that the write is wrong.
+func (c *committer) markUnavailable(err error) error {
+	if c.conn == nil || store.IsUnavailable(err) || !c.broken() {
+		return err
+	}
+
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+// broken reports whether the committer's connection fails a ping.
+func (c *committer) broken() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+
+	return c.conn.PingContext(ctx) != nil
 }
 
 // reset abandons a failed batch: it rolls back whatever is left of the

@@ -54,6 +54,15 @@ type Dialect struct {
 	// JSONPath turns the parts of a dotted path into the value bound to
 	// JSONEqual's first placeholder.
 	JSONPath func(parts []string) string
+	// FeedInsert, when set, is the SQL expression of a new audit row's
+	// feed_position, given the row's ordinal within its transaction as
+	// its one placeholder; when empty the database numbers the column
+	// itself (SQLite's AUTOINCREMENT).
+	FeedInsert string
+	// FeedHorizon, when set, is an SQL expression of the lowest feed
+	// position the lifecycle feed may not return yet, because a
+	// transaction still running may commit a row below it.
+	FeedHorizon string
 	// Goose is the goose dialect the migrations run with.
 	Goose goose.Dialect
 
@@ -93,9 +102,31 @@ var Postgres = &Dialect{
 	JSONEqual: func(column string) string {
 		return "(" + column + ")::jsonb #> ?::text[] = ?::jsonb"
 	},
-	JSONPath: postgresPath,
-	Goose:    goose.DialectPostgres,
+	FeedInsert:  "(pg_current_xact_id()::text::BIGINT << " + feedShift + ") + ?",
+	FeedHorizon: "(pg_snapshot_xmin(pg_current_snapshot())::text::BIGINT << " + feedShift + ")",
+	JSONPath:    postgresPath,
+	Goose:       goose.DialectPostgres,
 }
+
+// PostgreSQL numbers the lifecycle feed by commit, not by insert: a
+// sequence hands out its numbers as rows are inserted, so a transaction
+// that took a number first and commits last would put a row behind one
+// a reader has passed already, and the reader would never see it.
+// Instead each audit row's feed position is the id of the transaction
+// that wrote it (pg_current_xact_id), shifted left by feedShift bits,
+// plus the row's ordinal within that transaction. A reader returns only
+// rows below the xmin of its snapshot shifted the same way: every
+// transaction with a smaller id has ended, so no row can appear below
+// that horizon any more, and a reader resuming from a position never
+// skips one. A writing transaction left open anywhere on the server
+// holds the feed back until it ends (docs/operations.md).
+const (
+	// feedShift is how many bits of a feed position number the rows of
+	// one transaction; the transaction id takes the other 43.
+	feedShift = "20"
+	// maxFeedOrdinal bounds the audit rows of one transaction.
+	maxFeedOrdinal = 1 << 20
+)
 
 // sqlitePath writes parts as an SQLite JSON path: $."a"."b"[0].
 func sqlitePath(parts []string) string {

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Purge", Purge},
 		{"UserTasks", UserTasks},
 		{"Services", Services},
+		{"Feed", Feed},
 	}
 	for _, s := range suites {
 		t.Run(s.name, func(t *testing.T) {
