@@ -57,11 +57,18 @@ func (e *Engine) scheduleLoop(ctx context.Context) {
 // log lines, not one per poll.
 const maxFailureBackoff = 5 * time.Second
 
-// failureBackoff is a failing loop's next wait after d: the poll
-// interval first, then twice the last wait, up to maxFailureBackoff (or
-// the poll interval when that is longer).
+// failureBackoff is a failing loop's next wait after d: see
+// FailureBackoff.
 func (e *Engine) failureBackoff(d time.Duration) time.Duration {
-	return min(max(2*d, e.opts.PollInterval), max(maxFailureBackoff, e.opts.PollInterval))
+	return FailureBackoff(d, e.opts.PollInterval)
+}
+
+// FailureBackoff is the next wait of a loop whose store calls keep
+// failing, after it waited last: the poll interval first, then twice the
+// last wait, up to 5s (or the poll interval when that is longer). The
+// engine's loops and the push dispatcher's share it.
+func FailureBackoff(last, poll time.Duration) time.Duration {
+	return min(max(2*last, poll), max(maxFailureBackoff, poll))
 }
 
 // nextDue is how long the scheduler may sleep.

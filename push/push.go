@@ -36,6 +36,7 @@ const (
 	keyFrom     = "from"
 	keyTo       = "to"
 	keyCode     = "code"
+	keyBackoff  = "backoff"
 )
 
 // Options configure a Dispatcher. Zero fields take the documented

@@ -191,6 +191,7 @@ func (t *target) run(ctx context.Context) {
 		_ = t.conn.Close()
 	}()
 
+	var failing time.Duration
 	for ctx.Err() == nil {
 		svc := t.service()
 		limit := t.room(svc)
@@ -216,11 +217,16 @@ func (t *target) run(ctx context.Context) {
 		})
 		if err != nil {
 			if ctx.Err() == nil {
-				t.d.log.Warn("claiming push tasks failed", keyService, svc.Name, keyErr, err)
-				_ = sleep(ctx, t.d.opts.PollInterval)
+				// The database is away: wait longer each time, up to the
+				// engine's own longest wait, so an outage is not a flood.
+				failing = engine.FailureBackoff(failing, t.d.opts.PollInterval)
+				t.d.log.Warn("claiming push tasks failed", keyService, svc.Name, keyErr, err,
+					keyBackoff, failing)
+				_ = sleep(ctx, failing)
 			}
 			continue
 		}
+		failing = 0
 
 		for _, task := range tasks {
 			t.acquire()
