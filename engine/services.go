@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/weftworks/weft/definition"
+	"github.com/weftworks/weft/internal/servicetls"
 	"github.com/weftworks/weft/store"
 )
 
@@ -12,6 +14,15 @@ import (
 // every node sharing the store sees. An entry at fault is refused with a
 // *store.FieldError naming the field (it wraps store.ErrInvalid).
 func (e *Engine) RegisterService(ctx context.Context, s store.Service) (store.Service, error) {
+	if err := s.Validate(); err != nil {
+		return store.Service{}, fmt.Errorf("registering service: %w", err)
+	}
+	// The files are read on this node; every node dialling the service
+	// needs them at the same paths.
+	if _, err := servicetls.Config(s); err != nil {
+		return store.Service{}, fmt.Errorf("registering service: %w", err)
+	}
+
 	s, err := e.store.ServicePut(ctx, s, e.clock.Now())
 	if err != nil {
 		return store.Service{}, fmt.Errorf("registering service: %w", err)
@@ -24,9 +35,18 @@ func (e *Engine) RegisterService(ctx context.Context, s store.Service) (store.Se
 }
 
 // DeleteService removes a service's registry entry; store.ErrInUse while
-// tasks of it are queued. Definitions naming it stay registered, and new
-// ones are refused until it is registered again.
+// an active definition names it (deprecate the definition first) or
+// tasks of it are queued.
 func (e *Engine) DeleteService(ctx context.Context, name string) error {
+	def, err := e.definitionNaming(ctx, name)
+	if err != nil {
+		return err
+	}
+	if def != "" {
+		return fmt.Errorf("service %s: active definition %s names it; deprecate it first: %w",
+			name, def, store.ErrInUse)
+	}
+
 	if err := e.store.ServiceDelete(ctx, name); err != nil {
 		return err
 	}
@@ -51,4 +71,34 @@ func (e *Engine) knownServices(ctx context.Context) (func(string) bool, error) {
 	}
 
 	return func(name string) bool { return slices.Contains(known, name) }, nil
+}
+
+// definitionNaming returns "name vN" of an active definition with a task
+// step on service, or "" when there is none.
+func (e *Engine) definitionNaming(ctx context.Context, service string) (string, error) {
+	defs, err := e.store.DefinitionList(ctx, "")
+	if err != nil {
+		return "", fmt.Errorf("listing definitions: %w", err)
+	}
+
+	for _, d := range defs {
+		if d.Status != store.DefinitionActive {
+			continue
+		}
+
+		parsed, err := definition.Parse(d.Source)
+		if err != nil {
+			continue
+		}
+		names := false
+		_, _ = definition.CompileWith(parsed, definition.CompileOptions{KnownService: func(s string) bool {
+			names = names || s == service
+			return true
+		}})
+		if names {
+			return fmt.Sprintf("%s v%d", d.Name, d.Version), nil
+		}
+	}
+
+	return "", nil
 }

@@ -2,13 +2,10 @@ package push
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -25,6 +22,7 @@ import (
 
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/servicetls"
 	"github.com/weftworks/weft/internal/wire"
 	"github.com/weftworks/weft/store"
 )
@@ -53,27 +51,12 @@ type target struct {
 // plaintext unless TLS is enabled, then the CA file (or the system's
 // roots), the client certificate for mTLS and the server name to check.
 func DialOptions(svc store.Service) ([]grpc.DialOption, error) {
-	if !svc.TLS.Enabled {
+	cfg, err := servicetls.Config(svc)
+	if err != nil {
+		return nil, fmt.Errorf("dialling service %s: %w", svc.Name, err)
+	}
+	if cfg == nil {
 		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
-	}
-
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: svc.TLS.ServerName}
-	if svc.TLS.CAFile != "" {
-		pem, err := os.ReadFile(svc.TLS.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading CA file of service %s: %w", svc.Name, err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s of service %s holds no certificate", svc.TLS.CAFile, svc.Name)
-		}
-	}
-	if svc.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(svc.TLS.CertFile, svc.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("loading client certificate of service %s: %w", svc.Name, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
 	}
 
 	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil

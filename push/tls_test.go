@@ -55,11 +55,11 @@ func TestDialOptionsRefuseBadFiles(t *testing.T) {
 		tls  store.ServiceTLS
 		want string
 	}{
-		{"missing CA", store.ServiceTLS{Enabled: true, CAFile: filepath.Join(dir, "none.pem")}, "reading CA file"},
+		{"missing CA", store.ServiceTLS{Enabled: true, CAFile: filepath.Join(dir, "none.pem")}, "tls.ca_file: reading it"},
 		{"CA without certificate", store.ServiceTLS{Enabled: true, CAFile: writeFile(t, dir, "empty.pem", nil)},
-			"holds no certificate"},
+			"holds no PEM certificate"},
 		{"missing client key", store.ServiceTLS{Enabled: true, CertFile: filepath.Join(dir, "c.pem"),
-			KeyFile: filepath.Join(dir, "k.pem")}, "loading client certificate"},
+			KeyFile: filepath.Join(dir, "k.pem")}, "tls.cert_file: loading it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

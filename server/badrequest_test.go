@@ -190,6 +190,8 @@ func badCases(id string) map[string][]badCase {
 				Wait: durationpb.New(time.Hour)}, "wait"),
 			precondition("push service", &weftv1.PollTasksRequest{Service: "pushed", Worker: "w"},
 				"push mode"),
+			precondition("unregistered service", &weftv1.PollTasksRequest{Service: "nosuch", Worker: "w"},
+				"not registered"),
 		},
 		"/weft.v1.StepExecutionService/CompleteTask": {
 			invalid("missing task", &weftv1.CompleteTaskRequest{Output: "1"}, "task"),

@@ -25,6 +25,9 @@ var (
 	errNotInEngine = errors.New("not supported by this engine")
 	// errPushMode refuses a poll for a service weft pushes tasks to.
 	errPushMode = errors.New("not a pull service")
+	// errNotRegistered refuses a poll for a service the registry does not
+	// have (a misspelt name, most often).
+	errNotRegistered = errors.New("service not registered")
 	// errNoStep answers a report for a pointer the instance does not have.
 	errNoStep = fmt.Errorf("no such step: %w", store.ErrNotFound)
 )
@@ -152,6 +155,7 @@ func preconditionReason(err error) string {
 		{engine.ErrWrongStatus, "WRONG_STATUS"},
 		{engine.ErrLate, "LATE_REPORT"},
 		{errPushMode, "PUSH_MODE"},
+		{errNotRegistered, "NOT_REGISTERED"},
 	}
 	for _, r := range reasons {
 		if errors.Is(err, r.err) {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/testca"
 )
 
 // TestServeServiceRegistry registers, reads, replaces and deletes a
@@ -19,11 +20,16 @@ import (
 func TestServeServiceRegistry(t *testing.T) {
 	p := startServe(t)
 	ctx := p.ctx(t)
+	dir := t.TempDir()
+	ca := testca.New(t, "services CA")
+	certPEM, keyPEM := ca.Issue(t, "weft", false)
 	push := &weftv1.Service{
 		Name: "exif", Mode: weftv1.ServiceMode_SERVICE_MODE_PUSH,
 		Addresses: []string{"127.0.0.1:7001", "127.0.0.1:7002"},
 		Tls: &weftv1.ServiceTLS{
-			Enabled: true, CaFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", ServerName: "exif",
+			Enabled: true, CaFile: write(t, dir, "ca.pem", ca.PEM),
+			CertFile: write(t, dir, "c.pem", certPEM), KeyFile: write(t, dir, "k.pem", keyPEM),
+			ServerName: "exif",
 		},
 		Concurrency: 8, Rate: 2.5, Burst: 4, DispatchTimeout: durationpb.New(3 * time.Second),
 		DispatchLimit: 7,

@@ -69,13 +69,15 @@ func (x *stepService) PollTasks(
 	}
 }
 
-// pullable refuses a poll for a service registered in push mode: weft
-// hands its tasks to the service itself. An unregistered service may be
-// polled, as before the registry.
+// pullable refuses a poll for a service registered in push mode (weft
+// hands its tasks to the service itself) or not registered at all, so a
+// worker with a misspelt service name is told rather than left idle.
 func (s *Server) pullable(ctx context.Context, service string) error {
 	svc, err := s.store.ServiceGet(ctx, service)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return &fieldError{field: "service", err: fmt.Errorf(
+			"service %q is not registered (weft service register %s): %w", service, service,
+			errNotRegistered)}
 	}
 
 	if err != nil {

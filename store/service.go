@@ -184,6 +184,12 @@ func (s Service) validateLimits() error {
 		return &FieldError{Field: "dispatch_timeout", Reason: "must not be negative"}
 	case s.DispatchLimit < 0:
 		return &FieldError{Field: "dispatch_limit", Reason: "must not be negative"}
+	case s.Burst > 0 && s.Rate == 0:
+		return &FieldError{Field: "burst", Reason: "needs a rate"}
+	case s.Mode == ServicePull && s.DispatchTimeout != 0:
+		return &FieldError{Field: "dispatch_timeout", Reason: "a pull service is not dialled; it has none"}
+	case s.Mode == ServicePull && s.DispatchLimit != 0:
+		return &FieldError{Field: "dispatch_limit", Reason: "a pull service is not dialled; it has none"}
 	}
 
 	return nil

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/weftworks/weft/internal/testca"
 )
 
 // TestCLIServices registers a push service with every flag, reads it as
@@ -12,10 +14,14 @@ import (
 // refused with the step and the service.
 func TestCLIServices(t *testing.T) {
 	addr := testServer(t, nil)
+	ca := testca.New(t, "services CA")
+	certPEM, keyPEM := ca.Issue(t, "weft", false)
+	caFile, certFile, keyFile := writeFile(t, "ca.pem", string(ca.PEM)),
+		writeFile(t, "c.pem", string(certPEM)), writeFile(t, "k.pem", string(keyPEM))
 	out := mustWeft(t, addr, "service", "register", "exif", "--mode", "push",
 		"--target", "127.0.0.1:7001", "--target", "127.0.0.1:7002", "--concurrency", "8",
-		"--rate", "2.5", "--burst", "4", "--tls", "--ca", "ca.pem", "--cert", "c.pem",
-		"--key", "k.pem", "--server-name", "exif.local", "--dispatch-timeout", "3s",
+		"--rate", "2.5", "--burst", "4", "--tls", "--ca", caFile, "--cert", certFile,
+		"--key", keyFile, "--server-name", "exif.local", "--dispatch-timeout", "3s",
 		"--dispatch-limit", "7")
 	for _, want := range []string{"exif", "push", "127.0.0.1:7001,127.0.0.1:7002", "mtls", "8",
 		"2.5/s burst 4", "3s x7"} {
@@ -61,6 +67,10 @@ func TestCLIServices(t *testing.T) {
 		{[]string{"a b"}, "service.name"},
 		{[]string{"exif", "--mode", "push", "--target", "h:1", "--cert", "c.pem"},
 			"service.tls.enabled"},
+		{[]string{"exif", "--mode", "push", "--target", "h:1", "--tls", "--ca", "/nope/ca.pem"},
+			"service.tls.ca_file"},
+		{[]string{"exif", "--dispatch-limit", "3"}, "service.dispatch_limit"},
+		{[]string{"exif", "--mode", "push", "--target", "h:1", "--burst", "3"}, "service.burst"},
 	} {
 		_, errOut, code := weft(t, addr, append([]string{"service", "register"}, bad.args...)...)
 		if code == 0 || !strings.Contains(errOut, bad.want) {
