@@ -38,6 +38,9 @@ func (e *Engine) RegisterService(ctx context.Context, s store.Service) (store.Se
 // an active definition names it (deprecate the definition first) or
 // tasks of it are queued.
 func (e *Engine) DeleteService(ctx context.Context, name string) error {
+	if _, err := e.store.ServiceGet(ctx, name); err != nil {
+		return err
+	}
 	def, err := e.definitionNaming(ctx, name)
 	if err != nil {
 		return err

@@ -48,13 +48,15 @@ type Options struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// ClaimTTL is how long a claim holds while the call is in flight;
-	// default 30s. It must outlast the longest dispatch timeout.
+	// default 30s, and always 5s past the service's dispatch timeout.
 	ClaimTTL time.Duration
 	// AcceptedTTL is how long a claim holds after a service answered
 	// accepted, for an attempt without a start-to-close cap (one with a
-	// cap is held until the cap); default 10m. When it runs out the
-	// attempt is sent again with the same idempotency key, and a
-	// service still running it answers accepted again.
+	// cap is held past the cap, for its timeout to end it); default 1m.
+	// When it runs out the attempt is sent again with the same
+	// idempotency key: a service still running it answers accepted
+	// again, one that lost it (it crashed) runs it. The claim counts
+	// against the service's concurrency while it holds.
 	AcceptedTTL time.Duration
 	// PollInterval bounds the wait of an idle service loop; default 1s.
 	PollInterval time.Duration
@@ -86,7 +88,7 @@ func (o *Options) fill() {
 		o.Logger = slog.Default()
 	}
 	setDefault(&o.ClaimTTL, 30*time.Second)
-	setDefault(&o.AcceptedTTL, 10*time.Minute)
+	setDefault(&o.AcceptedTTL, time.Minute)
 	setDefault(&o.PollInterval, time.Second)
 	setDefault(&o.RefreshInterval, 5*time.Second)
 	setDefault(&o.MaxInFlight, 64)

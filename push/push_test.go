@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/push"
@@ -324,5 +326,114 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDownServiceRunsDownNoTimeout keeps a service down past its step's
+// heartbeat and start-to-close timeouts: they run from when the service
+// takes the attempt, so none passes while it cannot be reached.
+func TestDownServiceRunsDownNoTimeout(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	h.service(store.Service{Name: "late", Addresses: []string{svc.addr}, DispatchLimit: 1000})
+	h.register(oneStep("late", "late",
+		"    retry: {max_attempts: 1}\n    timeouts: {heartbeat: 500ms, start_to_close: 1s}"))
+	id := h.start("late", `{}`)
+
+	waitFor(t, "the dispatcher to find the service down", func() bool {
+		return h.d.Counters().Unreachable.Load() >= 3
+	})
+	time.Sleep(1200 * time.Millisecond)
+	svc.up(t)
+
+	if inst := h.wait(id); inst.Status != store.InstanceCompleted {
+		t.Fatalf("status %s (%s), want completed once the service is up", inst.Status, inst.Error)
+	}
+}
+
+func TestBadAnswersFailTheAttempt(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer *weftv1.ExecuteTaskResponse
+		code   string
+	}{
+		{"output not JSON", output(`{not json`), "bad_output"},
+		{"error without code", &weftv1.ExecuteTaskResponse{Result: &weftv1.ExecuteTaskResponse_Error{
+			Error: &weftv1.StepError{}}}, `"code":"error"`},
+		{"output over the size a call takes", output(`"` + strings.Repeat("x", 17<<20) + `"`),
+			"payload_too_large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, push.Options{})
+			svc := newService(t)
+			svc.answer = func(context.Context, *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+				return tt.answer, nil
+			}
+			svc.up(t, grpc.MaxSendMsgSize(32<<20))
+			h.service(store.Service{Name: "odd", Addresses: []string{svc.addr}})
+			h.register(oneStep("odd", "odd", "    retry: {max_attempts: 1}"))
+
+			inst := h.wait(h.start("odd", `{}`))
+
+			if inst.Status != store.InstanceFailed || !strings.Contains(string(inst.Error), tt.code) {
+				t.Fatalf("instance %s with %.200s, want failed with %s", inst.Status, inst.Error, tt.code)
+			}
+			if calls, _ := svc.snapshot(); len(calls) != 1 {
+				t.Fatalf("%d calls, want 1: the service answered", len(calls))
+			}
+		})
+	}
+}
+
+// TestLongCallIsSentOnce holds a call open longer than the claim the
+// dispatcher takes by default: the claim lasts past the call's deadline,
+// so the attempt is not sent a second time while the first call runs.
+func TestLongCallIsSentOnce(t *testing.T) {
+	h := newHarness(t, push.Options{ClaimTTL: 300 * time.Millisecond})
+	svc := newService(t)
+	svc.answer = func(context.Context, *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		time.Sleep(time.Second)
+		return output(`"slow"`), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "long", Addresses: []string{svc.addr}, DispatchTimeout: 5 * time.Second})
+	h.register(oneStep("long", "long", ""))
+
+	if inst := h.wait(h.start("long", `{}`)); inst.Status != store.InstanceCompleted {
+		t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+	}
+	if calls, maxHeld := svc.snapshot(); len(calls) != 1 || maxHeld != 1 {
+		t.Fatalf("%d calls, %d at once; want the attempt sent once", len(calls), maxHeld)
+	}
+}
+
+// TestChangedAddressesLetCallsFinish re-registers a service with another
+// address list while a call is open: the call runs to its end and the
+// attempt is not sent again.
+func TestChangedAddressesLetCallsFinish(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	open := make(chan struct{}, 1)
+	svc.answer = func(context.Context, *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		open <- struct{}{}
+		time.Sleep(500 * time.Millisecond)
+		return output(`"kept"`), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "moving", Addresses: []string{svc.addr}})
+	h.register(oneStep("moving", "moving", ""))
+	id := h.start("moving", `{}`)
+
+	<-open
+	_, port, _ := strings.Cut(svc.addr, ":")
+	h.service(store.Service{Name: "moving", Addresses: []string{svc.addr, "localhost:" + port}})
+
+	if inst := h.wait(id); inst.Status != store.InstanceCompleted || string(inst.Output) != "" &&
+		!strings.Contains(string(inst.Data), "kept") {
+		t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+	}
+	if calls, _ := svc.snapshot(); len(calls) != 1 {
+		t.Fatalf("%d calls, want the attempt sent once", len(calls))
 	}
 }

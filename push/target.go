@@ -2,11 +2,13 @@ package push
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
@@ -27,8 +30,17 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// cancelTimeout bounds one CancelTask call.
+// cancelTimeout bounds one CancelTask call, and the store writes made
+// around a call.
 const cancelTimeout = 5 * time.Second
+
+// claimMargin is how much longer a claim holds than its call's deadline.
+const claimMargin = 5 * time.Second
+
+// maxAnswerBytes bounds a service's answer; a larger one fails the
+// attempt with payload_too_large, as does one over the engine's payload
+// limit.
+const maxAnswerBytes = 16 << 20
 
 // target is one push service: its connection, its breaker and the loop
 // that claims and sends its tasks.
@@ -98,6 +110,7 @@ func (d *Dispatcher) newTarget(svc store.Service) (*target, error) {
 		},
 		MinConnectTimeout: 5 * time.Second,
 	}))
+	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxAnswerBytes)))
 	opts = append(opts, grpc.WithResolvers(r), grpc.WithAuthority(authority),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
 	conn, err := grpc.NewClient(r.Scheme()+":///"+svc.Name, opts...)
@@ -162,8 +175,11 @@ func (t *target) stop() {
 // run claims the service's tasks and sends them until ctx ends or the
 // target is stopped; it then waits for its calls and closes the
 // connection.
-func (t *target) run(ctx context.Context) {
-	ctx, cancel := context.WithCancelCause(ctx)
+func (t *target) run(parent context.Context) {
+	// Stopping the target (the service changed or left the registry)
+	// ends its claims; the calls in flight run on, under parent, so that
+	// no attempt is cut off and sent again while its service works on it.
+	ctx, cancel := context.WithCancelCause(parent)
 	t.mu.Lock()
 	t.cancelRun = cancel
 	t.mu.Unlock()
@@ -196,7 +212,7 @@ func (t *target) run(ctx context.Context) {
 		claimed := time.Now()
 		tasks, err := t.d.st.TaskClaim(ctx, store.TaskClaimParams{
 			Worker: t.d.opts.NodeID, Services: []string{svc.Name}, Limit: limit,
-			LeaseTTL: t.d.opts.ClaimTTL, Now: claimed,
+			LeaseTTL: t.claimTTL(svc), Now: claimed, NoStart: true,
 		})
 		if err != nil {
 			if ctx.Err() == nil {
@@ -217,7 +233,7 @@ func (t *target) run(ctx context.Context) {
 			go func() {
 				defer calls.Done()
 				defer t.release()
-				t.send(ctx, svc, task)
+				t.send(parent, svc, task)
 			}()
 		}
 
@@ -232,6 +248,13 @@ func (t *target) run(ctx context.Context) {
 			_ = sleep(ctx, time.Until(next))
 		}
 	}
+}
+
+// claimTTL is how long a claim holds while its call is open: never less
+// than the call's own deadline, so that no other claim sends the attempt
+// again while the service may still be on it.
+func (t *target) claimTTL(svc store.Service) time.Duration {
+	return max(t.d.opts.ClaimTTL, svc.Timeout()+claimMargin)
 }
 
 // room is how many more calls this node may open to the service.
@@ -293,14 +316,28 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 	callCtx, cancel := context.WithTimeout(ctx, svc.Timeout())
 	defer cancel()
 
+	// The attempt's step starts when the service answers, from the time
+	// of the call; the request carries the cap it will then have.
+	sent := time.Now()
+	msg := wire.TaskMsg(task)
+	if task.Deadline.IsZero() && task.StartToClose > 0 {
+		msg.Deadline = timestamppb.New(sent.Add(task.StartToClose))
+	}
 	t.d.counters.Sent.Add(1)
 	resp, err := t.cb.Execute(func() (*weftv1.ExecuteTaskResponse, error) {
-		return t.client.ExecuteTask(callCtx, &weftv1.ExecuteTaskRequest{Task: wire.TaskMsg(task)})
+		return t.client.ExecuteTask(callCtx, &weftv1.ExecuteTaskRequest{Task: msg})
 	})
 
 	switch {
 	case err == nil:
+		task = t.start(task, sent)
 		t.settle(task, resp)
+	case tooLarge(err):
+		t.start(task, sent)
+		t.report(task, engine.ReportParams{Err: &engine.Error{
+			Code: "payload_too_large", Message: fmt.Sprintf("service %s answered: %v", svc.Name, err),
+			Retryable: true,
+		}})
 	case ctx.Err() != nil:
 		// This node is stopping or the service changed: another claim
 		// sends the attempt again at once.
@@ -323,6 +360,35 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 			Retryable: true,
 		}})
 	}
+}
+
+// start starts the step of an attempt its service answered, from the
+// time it was sent, and returns the task with its deadline.
+func (t *target) start(task store.Task, sent time.Time) store.Task {
+	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+	defer cancel()
+
+	started, err := t.d.st.TaskStart(ctx, store.TaskStartParams{
+		Worker: t.d.opts.NodeID, ID: task.ID, Now: sent,
+	})
+	if err != nil {
+		// Reported, withdrawn or claimed again meanwhile: the report
+		// that follows is judged as any other.
+		if !errors.Is(err, store.ErrNotFound) {
+			t.d.log.Warn("starting push task failed", keyService, task.Service,
+				keyInstance, task.InstanceID, keyStep, task.StepID, keyErr, err)
+		}
+		return task
+	}
+
+	return started
+}
+
+// tooLarge is true when the service's answer was over the size the
+// connection takes: the service answered, its output is too large.
+func tooLarge(err error) bool {
+	return status.Code(err) == codes.ResourceExhausted &&
+		strings.Contains(status.Convert(err).Message(), "larger than max")
 }
 
 // unreachable is true for the errors that leave the outcome unknown:
@@ -389,11 +455,23 @@ func (t *target) settle(task store.Task, resp *weftv1.ExecuteTaskResponse) {
 		if len(out) == 0 {
 			out = []byte("null")
 		}
+		if !json.Valid(out) {
+			t.report(task, engine.ReportParams{Err: engine.NonRetryable("bad_output",
+				fmt.Sprintf("service %s answered an output that is not JSON", task.Service))})
+			return
+		}
 		t.report(task, engine.ReportParams{Output: out})
 	case *weftv1.ExecuteTaskResponse_Error:
 		t.d.counters.Results.Add(1)
+		code, message := r.Error.GetCode(), r.Error.GetMessage()
+		if code == "" {
+			code = "error"
+		}
+		if message == "" {
+			message = fmt.Sprintf("service %s failed the attempt without a message", task.Service)
+		}
 		t.report(task, engine.ReportParams{Err: &engine.Error{
-			Code: r.Error.GetCode(), Message: r.Error.GetMessage(), Retryable: r.Error.GetRetryable(),
+			Code: code, Message: message, Retryable: r.Error.GetRetryable(),
 		}})
 	default:
 		// Accepted, or an answer without a result, which weft reads as

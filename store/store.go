@@ -479,6 +479,12 @@ type Store interface {
 	// Concurrency and Rate limits, cluster-wide; one without an entry has
 	// no limits.
 	TaskClaim(ctx context.Context, p TaskClaimParams) ([]Task, error)
+	// TaskStart starts the step of a task the worker claimed with
+	// NoStart, as a first claim would (running, deadline, timers,
+	// step_started), when the step has not started yet; it returns the
+	// task with its deadline. ErrNotFound when the worker does not hold
+	// the task (it was reported, withdrawn or claimed by another).
+	TaskStart(ctx context.Context, p TaskStartParams) (Task, error)
 	// TaskExtend moves the claim expiry of tasks the worker holds.
 	TaskExtend(ctx context.Context, worker string, ids []int64, until time.Time) error
 	// TaskRelease gives a claimed task back, visible again at visibleAt.
@@ -742,4 +748,18 @@ type TaskClaimParams struct {
 	// take the task again.
 	LeaseTTL time.Duration
 	Now      time.Time
+	// NoStart claims without starting the steps: the claimer (weft's push
+	// dispatcher) starts each with TaskStart once its service has the
+	// attempt, so that a service that cannot be reached runs down none
+	// of the attempt's timeouts.
+	NoStart bool
+}
+
+// TaskStartParams starts the step of a task claimed with NoStart.
+type TaskStartParams struct {
+	Worker string
+	ID     int64
+	// Now is when the service took the attempt: its start-to-close and
+	// heartbeat timers run from then.
+	Now time.Time
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,7 +210,8 @@ func (w *writer) claimTask(ctx context.Context, t *store.Task, p store.TaskClaim
 		return err
 	}
 
-	first := err == nil && st.Status == store.StepDispatched && st.Attempt == t.Attempt
+	first := err == nil && st.Status == store.StepDispatched && st.Attempt == t.Attempt &&
+		!p.NoStart
 	if first && t.StartToClose > 0 {
 		t.Deadline = p.Now.Add(t.StartToClose)
 	}
@@ -230,6 +232,46 @@ func (w *writer) claimTask(ctx context.Context, t *store.Task, p store.TaskClaim
 	}
 
 	return w.startStep(ctx, t, st, p)
+}
+
+// TaskStart starts the step of a task claimed with NoStart: see
+// store.Store.
+func (s *Store) TaskStart(ctx context.Context, p store.TaskStartParams) (store.Task, error) {
+	var t store.Task
+	err := s.write(ctx, func(ctx context.Context, w *writer) error {
+		var err error
+		t, err = scanTask(w.queryRow(ctx, `SELECT `+taskColumns+` FROM dispatch_tasks
+			WHERE id = ? AND claimed_by = ?`, p.ID, p.Worker))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("task %d held by %s: %w", p.ID, p.Worker, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+
+		st, err := w.getStep(ctx, t.InstanceID, t.PointerID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil || st.Status != store.StepDispatched || st.Attempt != t.Attempt {
+			return err
+		}
+
+		if t.StartToClose > 0 {
+			t.Deadline = p.Now.Add(t.StartToClose)
+			if _, err := w.exec(ctx, `UPDATE dispatch_tasks SET deadline = ? WHERE id = ?`,
+				ms(t.Deadline), t.ID); err != nil {
+				return err
+			}
+		}
+
+		return w.startStep(ctx, &t, st, store.TaskClaimParams{Worker: p.Worker, Now: p.Now})
+	})
+	if err != nil {
+		return store.Task{}, fmt.Errorf("starting task %d: %w", p.ID, err)
+	}
+
+	return t, nil
 }
 
 // startStep marks a task's step running, sets the attempt's

@@ -39,8 +39,49 @@ func (e *env) timerAt(id string, pointer int64, kind store.TimerKind) time.Time 
 	return time.Time{}
 }
 
-// Tasks checks TaskClaim, TaskExtend and TaskRelease.
+// Tasks checks TaskClaim, TaskStart, TaskExtend and TaskRelease.
 func Tasks(t *testing.T, open func(*testing.T) store.Store) {
+	t.Run("NoStartClaimWaitsForTaskStart", func(t *testing.T) {
+		e := newEnv(t, open)
+		inst := e.dispatch(e.create(), taskOptions{
+			startToClose: time.Minute, heartbeat: 10 * time.Second,
+		})
+
+		tasks, err := e.s.TaskClaim(e.ctx, store.TaskClaimParams{
+			Worker: "w1", Services: []string{service}, Limit: 1, LeaseTTL: time.Minute,
+			Now: e.at(time.Second), NoStart: true,
+		})
+		ok(t, err)
+		equal(t, "claimed", len(tasks), 1)
+		equal(t, "no deadline yet", tasks[0].Deadline.IsZero(), true)
+		equal(t, "still dispatched", e.step(inst.ID, taskID).Status, store.StepDispatched)
+		equal(t, "no start-to-close timer",
+			e.timerAt(inst.ID, taskID, store.TimerStartToClose).IsZero(), true)
+
+		_, err = e.s.TaskStart(e.ctx, store.TaskStartParams{Worker: "w2", ID: tasks[0].ID, Now: e.at(5 * time.Second)})
+		isErr(t, err, store.ErrNotFound)
+
+		started, err := e.s.TaskStart(e.ctx, store.TaskStartParams{
+			Worker: "w1", ID: tasks[0].ID, Now: e.at(5 * time.Second),
+		})
+		ok(t, err)
+		sameTime(t, "deadline from the start", started.Deadline, e.at(5*time.Second+time.Minute))
+		st := e.step(inst.ID, taskID)
+		equal(t, "running", st.Status, store.StepRunning)
+		sameTime(t, "started at", st.StartedAt, e.at(5*time.Second))
+		sameTime(t, "heartbeat timer", e.timerAt(inst.ID, taskID, store.TimerHeartbeat),
+			e.at(15*time.Second))
+
+		again, err := e.s.TaskStart(e.ctx, store.TaskStartParams{
+			Worker: "w1", ID: tasks[0].ID, Now: e.at(9 * time.Second),
+		})
+		ok(t, err)
+		sameTime(t, "a second start changes nothing", again.Deadline, started.Deadline)
+		audit, err := e.s.AuditList(e.ctx, inst.ID, inst.LastSeq, 0)
+		ok(t, err)
+		equal(t, "one step_started", len(audit), 1)
+	})
+
 	t.Run("FirstClaimStartsStep", func(t *testing.T) {
 		e := newEnv(t, open)
 		inst := e.dispatch(e.create(), taskOptions{
