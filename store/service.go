@@ -6,7 +6,9 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // ServiceMode says how weft hands a service its tasks.
@@ -151,6 +153,14 @@ func (s Service) validateMode() error {
 	return nil
 }
 
+// Bounds of a registry entry's limits.
+const (
+	maxServiceLimit    = 1_000_000
+	minRate            = 0.001
+	maxDispatchTimeout = time.Hour
+	maxDispatchLimit   = 1000
+)
+
 // validAddress checks that a is host:port with a host and a port number.
 func validAddress(a string) error {
 	host, port, err := net.SplitHostPort(a)
@@ -160,6 +170,14 @@ func validAddress(a string) error {
 
 	if host == "" {
 		return fmt.Errorf("%q has no host", a)
+	}
+
+	if strings.ContainsFunc(host, unicode.IsSpace) {
+		return fmt.Errorf("%q has a space in its host", a)
+	}
+
+	if strings.HasPrefix(port, "0") {
+		return fmt.Errorf("%q has a port number with a leading zero", a)
 	}
 
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
@@ -184,6 +202,18 @@ func (s Service) validateLimits() error {
 		return &FieldError{Field: "dispatch_timeout", Reason: "must not be negative"}
 	case s.DispatchLimit < 0:
 		return &FieldError{Field: "dispatch_limit", Reason: "must not be negative"}
+	case s.Concurrency > maxServiceLimit:
+		return &FieldError{Field: "concurrency", Reason: fmt.Sprintf("at most %d", maxServiceLimit)}
+	case s.Rate > maxServiceLimit || s.Rate > 0 && s.Rate < minRate:
+		return &FieldError{Field: "rate", Reason: fmt.Sprintf("from %g to %d a second, or 0 for none",
+			minRate, maxServiceLimit)}
+	case s.Burst > maxServiceLimit:
+		return &FieldError{Field: "burst", Reason: fmt.Sprintf("at most %d", maxServiceLimit)}
+	case s.DispatchTimeout%time.Millisecond != 0 || s.DispatchTimeout > maxDispatchTimeout:
+		return &FieldError{Field: "dispatch_timeout", Reason: fmt.Sprintf(
+			"whole milliseconds, at most %s", maxDispatchTimeout)}
+	case s.DispatchLimit > maxDispatchLimit:
+		return &FieldError{Field: "dispatch_limit", Reason: fmt.Sprintf("at most %d", maxDispatchLimit)}
 	case s.Burst > 0 && s.Rate == 0:
 		return &FieldError{Field: "burst", Reason: "needs a rate"}
 	case s.Mode == ServicePull && s.DispatchTimeout != 0:
