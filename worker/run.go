@@ -367,7 +367,9 @@ func stepError(err error) *weftv1.StepError {
 	code := "error"
 	if errors.Is(err, context.DeadlineExceeded) {
 		code = "deadline_exceeded"
-	} else if errors.Is(err, context.Canceled) {
+	} else if errors.Is(err, context.Canceled) || errors.Is(err, ErrCancelRequested) ||
+		errors.Is(err, ErrShutdown) || errors.Is(err, ErrLost) {
+		// A handler that returns its context's cause says it was stopped.
 		code = "canceled"
 	}
 

@@ -173,6 +173,15 @@ func TestCancelReachesHandler(t *testing.T) {
 	if inst := x.wait(t, id); inst.Status != store.InstanceCancelled {
 		t.Fatalf("instance %s, want cancelled", inst.Status)
 	}
+	steps, err := x.eng.Steps(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		if s.StepID == "work" && (s.Error == nil || !strings.Contains(string(s.Error), `"code":"canceled"`)) {
+			t.Fatalf("step recorded %s, want the handler's stop as code canceled", s.Error)
+		}
+	}
 }
 
 const manyTasks = `name: many
