@@ -173,6 +173,22 @@ func newService(t *testing.T) *service {
 	return s
 }
 
+// acceptingService is a service, up, that answers accepted to every
+// call and passes each task on.
+func acceptingService(t *testing.T) (*service, <-chan *weftv1.Task) {
+	t.Helper()
+
+	s := newService(t)
+	tasks := make(chan *weftv1.Task, 1)
+	s.answer = func(_ context.Context, task *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		tasks <- task
+		return accepted(), nil
+	}
+	s.up(t)
+
+	return s, tasks
+}
+
 // up starts serving on the service's address.
 func (s *service) up(t *testing.T, opts ...grpc.ServerOption) {
 	t.Helper()

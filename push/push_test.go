@@ -46,13 +46,7 @@ func TestInlineResultCompletesTheStep(t *testing.T) {
 
 func TestAcceptedAttemptReportsLater(t *testing.T) {
 	h := newHarness(t, push.Options{})
-	svc := newService(t)
-	tasks := make(chan *weftv1.Task, 1)
-	svc.answer = func(_ context.Context, task *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
-		tasks <- task
-		return accepted(), nil
-	}
-	svc.up(t)
+	svc, tasks := acceptingService(t)
 	h.service(store.Service{Name: "slow", Addresses: []string{svc.addr}})
 	h.register(oneStep("slow", "slow", "    timeouts: {start_to_close: 1m}"))
 	id := h.start("slow", `{}`)
@@ -235,13 +229,7 @@ func TestBacklogAfterOutageKeepsLimits(t *testing.T) {
 
 func TestCancelReachesAcceptedAttempt(t *testing.T) {
 	h := newHarness(t, push.Options{})
-	svc := newService(t)
-	tasks := make(chan *weftv1.Task, 1)
-	svc.answer = func(_ context.Context, task *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
-		tasks <- task
-		return accepted(), nil
-	}
-	svc.up(t)
+	svc, tasks := acceptingService(t)
 	h.service(store.Service{Name: "held", Addresses: []string{svc.addr}})
 	h.register(oneStep("held", "held", ""))
 	id := h.start("held", `{}`)

@@ -124,6 +124,21 @@ func TestPipelineAcrossProcesses(t *testing.T) {
 
 var progress = regexp.MustCompile(`exif (\d+)/\d+  faces (\d+)/\d+`)
 
+// exifAheadOfFaces is true when a progress line has exif steps done and
+// no faces step yet: exif went on while faces was down.
+func exifAheadOfFaces(seen []string) bool {
+	for _, line := range seen {
+		m := progress.FindStringSubmatch(line)
+		exifDone, _ := strconv.Atoi(m[1])
+		facesDone, _ := strconv.Atoi(m[2])
+		if exifDone > 0 && facesDone == 0 {
+			return true
+		}
+	}
+
+	return false
+}
+
 // TestServiceStartsLate starts faces three seconds after the others: its
 // tasks wait for it, exif goes on meanwhile, and the run completes.
 func TestServiceStartsLate(t *testing.T) {
@@ -135,14 +150,7 @@ func TestServiceStartsLate(t *testing.T) {
 		t.Fatalf("table of %d photos and %d faces, want 4 and 2", res.Table.Photos, res.Table.Faces)
 	}
 
-	aheadOfFaces := false
-	for _, line := range res.Seen {
-		m := progress.FindStringSubmatch(line)
-		exifDone, _ := strconv.Atoi(m[1])
-		facesDone, _ := strconv.Atoi(m[2])
-		aheadOfFaces = aheadOfFaces || (exifDone > 0 && facesDone == 0)
-	}
-	if !aheadOfFaces {
+	if !exifAheadOfFaces(res.Seen) {
 		t.Errorf("no progress line with exif done while faces was down:\n%s", strings.Join(res.Seen, "\n"))
 	}
 }
@@ -211,14 +219,7 @@ func TestPushServiceDownAtFirst(t *testing.T) {
 		t.Errorf("no breaker change for faces in weft's logs:\n%s", logs)
 	}
 
-	aheadOfFaces := false
-	for _, line := range res.Seen {
-		m := progress.FindStringSubmatch(line)
-		exifDone, _ := strconv.Atoi(m[1])
-		facesDone, _ := strconv.Atoi(m[2])
-		aheadOfFaces = aheadOfFaces || (exifDone > 0 && facesDone == 0)
-	}
-	if !aheadOfFaces {
+	if !exifAheadOfFaces(res.Seen) {
 		t.Errorf("no progress line with exif done while faces was down:\n%s", strings.Join(res.Seen, "\n"))
 	}
 }
