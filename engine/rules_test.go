@@ -647,13 +647,13 @@ steps:
     type: parallel
     branches:
       - steps:
-          - {id: dx, type: delay, duration: 240ms}
+          - {id: dx, type: delay, duration: 1200ms}
           - {id: x, type: task, service: rec, action: note, input: "'x'"}
       - steps:
-          - {id: dy, type: delay, duration: 120ms}
+          - {id: dy, type: delay, duration: 600ms}
           - {id: y, type: task, service: rec, action: note, input: "'y'"}
       - steps:
-          - {id: dz, type: delay, duration: 180ms}
+          - {id: dz, type: delay, duration: 900ms}
           - {id: z, type: task, service: rec, action: note, input: "'z'"}
 `)
 	var rec recorder
@@ -1051,7 +1051,7 @@ steps:
 // forever.
 func TestRuleLongTransitionKeepsItsLease(t *testing.T) {
 	opts := fastOptions()
-	opts.LeaseTTL = 200 * time.Millisecond
+	opts.LeaseTTL = 400 * time.Millisecond
 	h := newHarnessAt(t, filepath.Join(t.TempDir(), "weft.db"), opts)
 	h.register(`
 name: wide
