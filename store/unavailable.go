@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -61,7 +62,31 @@ func IsUnavailable(err error) bool {
 		return unavailableState(coded.SQLState())
 	}
 
+	unavailableMu.RLock()
+	defer unavailableMu.RUnlock()
+	for _, f := range unavailableTests {
+		if f(err) {
+			return true
+		}
+	}
+
 	return false
+}
+
+var (
+	unavailableMu    sync.RWMutex
+	unavailableTests []func(error) bool
+)
+
+// RegisterUnavailable adds a test for errors of a driver that mean the
+// database went away in words only that driver knows (pgx's "conn
+// closed", say); IsUnavailable then counts them too. Stores call it from
+// an init function.
+func RegisterUnavailable(f func(error) bool) {
+	unavailableMu.Lock()
+	defer unavailableMu.Unlock()
+
+	unavailableTests = append(unavailableTests, f)
 }
 
 // unavailableState says whether an SQLSTATE is a connection failure

@@ -16,11 +16,19 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/sqlstore"
 )
+
+func init() {
+	// pgx reports a statement on a connection it closed (the server went
+	// away mid-read) as ErrConnClosed, wrapped in an error that is not
+	// marked safe to retry: the database is away all the same.
+	store.RegisterUnavailable(func(err error) bool { return errors.Is(err, pgconn.ErrConnClosed) })
+}
 
 // config is what the options set.
 type config struct {
