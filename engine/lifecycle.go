@@ -193,6 +193,24 @@ func (r *run) loadSuspended() {
 	}
 }
 
+// delivering returns the pointers whose dispatched attempt is claimed,
+// unexpired: a push dispatcher is calling the service with it.
+func (r *run) delivering() (map[int64]bool, error) {
+	tasks, err := r.e.store.TaskList(r.ctx, r.inst.ID)
+	if err != nil {
+		return nil, fmt.Errorf("listing tasks: %w", err)
+	}
+
+	out := map[int64]bool{}
+	for _, t := range tasks {
+		if t.ClaimedBy != "" && t.ClaimExpires.After(r.now) {
+			out[t.PointerID] = true
+		}
+	}
+
+	return out, nil
+}
+
 // stopAttempt notes that the attempt in flight on p is no longer
 // needed, so that its worker is told once the transition commits.
 func (r *run) stopAttempt(p *ptr) {
@@ -214,6 +232,10 @@ func (r *run) cancel(reason string) error {
 	}
 
 	r.loadAll()
+	delivering, err := r.delivering()
+	if err != nil {
+		return err
+	}
 	if reason == "" {
 		reason = "cancelled by request"
 	}
@@ -230,8 +252,10 @@ func (r *run) cancel(reason string) error {
 		// Only an attempt a worker has taken is drained: one still
 		// waiting in its dispatch row is withdrawn at once. A claim that
 		// lands meanwhile moves the step's rev, so this transition
-		// conflicts and is redone with the step running.
-		if p.isTask() && p.row.Status == store.StepRunning {
+		// conflicts and is redone with the step running, or claimed. A
+		// push attempt whose call is open is claimed but not started
+		// (its step starts when the service answers): it is drained too.
+		if p.isTask() && (p.row.Status == store.StepRunning || delivering[p.row.ID]) {
 			r.ist.Draining = append(r.ist.Draining, p.row.ID)
 			r.stopAttempt(p)
 			r.touch(p)

@@ -141,6 +141,8 @@ type Counters struct {
 	// Exhausted counts attempts failed because their dispatch limit was
 	// spent.
 	Exhausted atomic.Int64
+	// Busy counts calls the service answered RESOURCE_EXHAUSTED.
+	Busy atomic.Int64
 	// Cancels counts the CancelTask calls made.
 	Cancels atomic.Int64
 }

@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/weftworks/weft/engine"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
@@ -423,5 +427,118 @@ func TestChangedAddressesLetCallsFinish(t *testing.T) {
 	}
 	if calls, _ := svc.snapshot(); len(calls) != 1 {
 		t.Fatalf("%d calls, want the attempt sent once", len(calls))
+	}
+}
+
+// TestCancelDuringOpenCall cancels while the service is still answering
+// the call: the attempt is drained (its step starts only with the
+// answer), the service is told, its answer is recorded and the
+// compensation runs.
+func TestCancelDuringOpenCall(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	open := make(chan struct{}, 1)
+	svc.answer = func(_ context.Context, task *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		if task.GetStepId() == "charge" {
+			open <- struct{}{}
+			time.Sleep(time.Second)
+		}
+		return output(`"done"`), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "pay", Addresses: []string{svc.addr}})
+	h.register(`
+name: pay
+version: 1
+compensate_on_cancel: true
+steps:
+  - id: charge
+    type: task
+    service: pay
+    action: charge
+    compensate:
+      - {id: refund, type: task, service: pay, action: refund}
+`)
+	id := h.start("pay", `{}`)
+
+	<-open
+	if err := h.eng.Cancel(h.ctx, id, "changed my mind"); err != nil {
+		t.Fatalf("cancelling: %v", err)
+	}
+	select {
+	case <-svc.cancelc:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the service was not told of the cancel")
+	}
+
+	if inst := h.wait(id); inst.Status != store.InstanceCancelled {
+		t.Fatalf("status %s (%s), want cancelled", inst.Status, inst.Error)
+	}
+	calls, _ := svc.snapshot()
+	var steps []string
+	for _, c := range calls {
+		steps = append(steps, c.task.GetStepId())
+	}
+	if len(steps) != 2 || steps[0] != "charge" || steps[1] != "refund" {
+		t.Fatalf("calls %v, want charge then its refund", steps)
+	}
+}
+
+// TestRaisedRateTakesEffect starts a service at a rate of one call every
+// 1000 s, queues work, and raises the rate: the loop that waits out the
+// old rate looks again at once.
+func TestRaisedRateTakesEffect(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	svc.up(t)
+	h.service(store.Service{Name: "slowly", Addresses: []string{svc.addr}, Rate: 0.001})
+	h.register(oneStep("slowly", "slowly", ""))
+	var ids []string
+	for range 5 {
+		ids = append(ids, h.start("slowly", `{}`))
+	}
+	waitFor(t, "the first call", func() bool { calls, _ := svc.snapshot(); return len(calls) == 1 })
+
+	h.service(store.Service{Name: "slowly", Addresses: []string{svc.addr}, Rate: 100, Burst: 5})
+	for _, id := range ids {
+		if inst := h.wait(id); inst.Status != store.InstanceCompleted {
+			t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+		}
+	}
+}
+
+// TestBusyServiceSpendsNoDispatchTry has a service with one slot answer
+// RESOURCE_EXHAUSTED to every call past it: those answers say the
+// service is up, so they spend none of the attempt's dispatch tries and
+// every instance completes, each call run once.
+func TestBusyServiceSpendsNoDispatchTry(t *testing.T) {
+	h := newHarness(t, push.Options{})
+	svc := newService(t)
+	var slot sync.Mutex
+	svc.answer = func(context.Context, *weftv1.Task) (*weftv1.ExecuteTaskResponse, error) {
+		if !slot.TryLock() {
+			st, _ := status.New(codes.ResourceExhausted, "the one slot is busy").WithDetails(
+				&errdetails.RetryInfo{RetryDelay: durationpb.New(20 * time.Millisecond)})
+			return nil, st.Err()
+		}
+		defer slot.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		return output(`1`), nil
+	}
+	svc.up(t)
+	h.service(store.Service{Name: "narrow", Addresses: []string{svc.addr}, DispatchLimit: 2})
+	h.register(oneStep("narrow", "narrow", "    retry: {max_attempts: 1}"))
+
+	var ids []string
+	for range 10 {
+		ids = append(ids, h.start("narrow", `{}`))
+	}
+	for _, id := range ids {
+		if inst := h.wait(id); inst.Status != store.InstanceCompleted {
+			t.Fatalf("status %s (%s), want completed", inst.Status, inst.Error)
+		}
+	}
+	if n := h.d.Counters().Busy.Load(); n == 0 {
+		t.Fatal("no busy answer was seen; the test did not fill the slot")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -45,11 +46,13 @@ const maxAnswerBytes = 16 << 20
 // target is one push service: its connection, its breaker and the loop
 // that claims and sends its tasks.
 type target struct {
-	d         *Dispatcher
-	conn      *grpc.ClientConn
-	client    weftv1.StepWorkerServiceClient
-	cb        *gobreaker.CircuitBreaker[*weftv1.ExecuteTaskResponse]
-	wake      chan struct{}
+	d      *Dispatcher
+	conn   *grpc.ClientConn
+	client weftv1.StepWorkerServiceClient
+	cb     *gobreaker.CircuitBreaker[*weftv1.ExecuteTaskResponse]
+	wake   chan struct{}
+	// kick cuts the loop's waits short when the entry's limits change.
+	kick      chan struct{}
 	freed     chan struct{}
 	cancelRun context.CancelCauseFunc
 
@@ -57,6 +60,9 @@ type target struct {
 	svc store.Service
 	// inFlight counts the calls this node has open to the service.
 	inFlight int
+	// busy counts, per task, the calls the service answered
+	// RESOURCE_EXHAUSTED: they do not count against the dispatch limit.
+	busy map[int64]int
 }
 
 // DialOptions returns the transport options of a service's TLS settings:
@@ -120,7 +126,8 @@ func (d *Dispatcher) newTarget(svc store.Service) (*target, error) {
 
 	t := &target{
 		d: d, conn: conn, client: weftv1.NewStepWorkerServiceClient(conn),
-		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), svc: svc,
+		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+		svc: svc, busy: map[int64]int{},
 	}
 	t.cb = gobreaker.NewCircuitBreaker[*weftv1.ExecuteTaskResponse](gobreaker.Settings{
 		Name:        svc.Name,
@@ -148,11 +155,21 @@ func (t *target) same(svc store.Service) bool {
 	return slices.Equal(t.svc.Addresses, svc.Addresses) && t.svc.TLS == svc.TLS
 }
 
-// update takes a service's new limits and dispatch settings.
+// update takes a service's new limits and dispatch settings; a loop
+// waiting out the old rate or concurrency looks again at once.
 func (t *target) update(svc store.Service) {
 	t.mu.Lock()
+	changed := t.svc.Rate != svc.Rate || t.svc.Burst != svc.Burst ||
+		t.svc.Concurrency != svc.Concurrency
 	t.svc = svc
 	t.mu.Unlock()
+
+	if changed {
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (t *target) service() store.Service {
@@ -245,7 +262,7 @@ func (t *target) run(parent context.Context) {
 			// wait, counted from the claim, makes the next claim come when
 			// the bucket has a token again.
 			next := claimed.Add(time.Duration(float64(time.Second) / svc.Rate))
-			_ = sleep(ctx, time.Until(next))
+			t.pause(ctx, time.Until(next))
 		}
 	}
 }
@@ -291,6 +308,7 @@ func (t *target) waitFreed(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 	case <-t.freed:
+	case <-t.kick:
 	case <-time.After(t.d.opts.PollInterval):
 	}
 }
@@ -300,7 +318,20 @@ func (t *target) idle(ctx context.Context) {
 	case <-ctx.Done():
 	case <-t.wake:
 	case <-t.freed:
+	case <-t.kick:
 	case <-time.After(t.d.opts.PollInterval):
+	}
+}
+
+// pause waits d, less when the entry's limits change.
+func (t *target) pause(ctx context.Context, d time.Duration) {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+
+	select {
+	case <-ctx.Done():
+	case <-tm.C:
+	case <-t.kick:
 	}
 }
 
@@ -316,8 +347,9 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 	callCtx, cancel := context.WithTimeout(ctx, svc.Timeout())
 	defer cancel()
 
-	// The attempt's step starts when the service answers, from the time
-	// of the call; the request carries the cap it will then have.
+	// The attempt's step starts when the service answers (its audit row
+	// then comes in order); the request carries the cap counted from the
+	// call, a little before the one weft then keeps.
 	sent := time.Now()
 	msg := wire.TaskMsg(task)
 	if task.Deadline.IsZero() && task.StartToClose > 0 {
@@ -328,12 +360,16 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 		return t.client.ExecuteTask(callCtx, &weftv1.ExecuteTaskRequest{Task: msg})
 	})
 
+	if !busy(err) && !unreachable(err) {
+		defer t.forget(task.ID)
+	}
+
 	switch {
 	case err == nil:
-		task = t.start(task, sent)
+		task = t.start(task, time.Now())
 		t.settle(task, resp)
 	case tooLarge(err):
-		t.start(task, sent)
+		t.start(task, time.Now())
 		t.report(task, engine.ReportParams{Err: &engine.Error{
 			Code: "payload_too_large", Message: fmt.Sprintf("service %s answered: %v", svc.Name, err),
 			Retryable: true,
@@ -346,7 +382,14 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 		// The breaker opened while the task was claimed: nothing was
 		// sent; the task waits out the breaker.
 		t.d.counters.Unreachable.Add(1)
+		t.noteBusy(task.ID)
 		t.giveBack(task, time.Now().Add(t.d.opts.BreakerOpen))
+	case busy(err):
+		// The service is up and says it is full: send again after the
+		// wait it asks for; this spends no dispatch try.
+		t.d.counters.Busy.Add(1)
+		t.noteBusy(task.ID)
+		t.giveBack(task, time.Now().Add(retryDelay(err, t.backoff(1))))
 	case unreachable(err):
 		t.d.counters.Unreachable.Add(1)
 		t.unreachable(svc, task, err)
@@ -362,14 +405,14 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 	}
 }
 
-// start starts the step of an attempt its service answered, from the
-// time it was sent, and returns the task with its deadline.
-func (t *target) start(task store.Task, sent time.Time) store.Task {
+// start starts the step of an attempt its service answered, at now, and
+// returns the task with its deadline.
+func (t *target) start(task store.Task, now time.Time) store.Task {
 	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 	defer cancel()
 
 	started, err := t.d.st.TaskStart(ctx, store.TaskStartParams{
-		Worker: t.d.opts.NodeID, ID: task.ID, Now: sent,
+		Worker: t.d.opts.NodeID, ID: task.ID, Now: now,
 	})
 	if err != nil {
 		// Reported, withdrawn or claimed again meanwhile: the report
@@ -404,24 +447,69 @@ func unreachable(err error) bool {
 	}
 
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
 		return true
 	}
 
 	return false
 }
 
+// busy is true when the service answered that it is full.
+func busy(err error) bool {
+	return status.Code(err) == codes.ResourceExhausted && !tooLarge(err)
+}
+
+// retryDelay is the wait a status's RetryInfo asks for, or def.
+func retryDelay(err error, def time.Duration) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+			return min(ri.GetRetryDelay().AsDuration(), time.Minute)
+		}
+	}
+
+	return def
+}
+
+// maxBusy bounds the tasks whose busy answers a target remembers.
+const maxBusy = 10000
+
+func (t *target) noteBusy(id int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	if len(t.busy) >= maxBusy {
+		clear(t.busy)
+	}
+	t.busy[id]++
+}
+
+// tries is how many times a task was sent and found the service
+// unreachable: its claims, less the busy answers.
+func (t *target) tries(task store.Task) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	return task.Claims - t.busy[task.ID]
+}
+
+func (t *target) forget(id int64) {
+	t.mu.Lock()
+	delete(t.busy, id)
+	t.mu.Unlock()
+}
+
 // unreachable sends the attempt again after a backoff, or fails it when
 // its dispatch limit is spent.
 func (t *target) unreachable(svc store.Service, task store.Task, err error) {
-	if task.Claims >= svc.Limit() {
+	if tries := t.tries(task); tries >= svc.Limit() {
+		t.forget(task.ID)
 		t.d.counters.Exhausted.Add(1)
 		t.d.log.Warn("dispatch limit spent", keyService, svc.Name, keyInstance, task.InstanceID,
 			keyStep, task.StepID, keyAttempt, task.Attempt, keyErr, err)
 		t.report(task, engine.ReportParams{Err: &engine.Error{
 			Code: "dispatch_failed",
 			Message: fmt.Sprintf("service %s unreachable after %d dispatch tries: %v",
-				svc.Name, task.Claims, err),
+				svc.Name, tries, err),
 			Retryable: true,
 		}})
 		return
@@ -429,7 +517,7 @@ func (t *target) unreachable(svc store.Service, task store.Task, err error) {
 
 	t.d.log.Debug("service unreachable", keyService, svc.Name, keyInstance, task.InstanceID,
 		keyStep, task.StepID, keyErr, err)
-	t.giveBack(task, time.Now().Add(t.backoff(task.Claims)))
+	t.giveBack(task, time.Now().Add(t.backoff(t.tries(task))))
 }
 
 // backoff is the wait before the try after the n-th: BackoffBase

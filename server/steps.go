@@ -177,8 +177,9 @@ func (x *stepService) CompleteTask(
 // as the engine does for a Go handler's, and refuses the call.
 func (x *stepService) failTooLarge(ctx context.Context, ref *weftv1.TaskRef, cause error) error {
 	_, err := x.report(ctx, ref, nil, &engine.Error{
-		Code:    "payload_too_large",
-		Message: fmt.Sprintf("output of %d bytes is over the limit", x.s.opts.MaxPayloadBytes),
+		Code:      "payload_too_large",
+		Message:   fmt.Sprintf("output of %d bytes is over the limit", x.s.opts.MaxPayloadBytes),
+		Retryable: true,
 	})
 	if err != nil {
 		return err

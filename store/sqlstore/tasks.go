@@ -227,11 +227,21 @@ func (w *writer) claimTask(ctx context.Context, t *store.Task, p store.TaskClaim
 		return fmt.Errorf("claiming task %d: %w", t.ID, err)
 	}
 
-	if !first {
-		return nil
+	if first {
+		return w.startStep(ctx, t, st, p)
 	}
 
-	return w.startStep(ctx, t, st, p)
+	if p.NoStart && err == nil && st.Status == store.StepDispatched && st.Attempt == t.Attempt {
+		// The step does not start yet, but a transition that read it
+		// unclaimed (a cancel withdrawing it) must conflict and look again.
+		_, err = w.exec(ctx, `UPDATE workflow_steps SET rev = rev + 1 WHERE instance_id = ? AND id = ?`,
+			t.InstanceID, st.ID)
+		if err != nil {
+			return fmt.Errorf("marking step %d claimed: %w", st.ID, err)
+		}
+	}
+
+	return nil
 }
 
 // TaskStart starts the step of a task claimed with NoStart: see
