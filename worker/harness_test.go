@@ -110,6 +110,16 @@ func (x *weft) push(t *testing.T, svc store.Service, opts push.Options) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// untilDone is a handler that runs until its context ends, then passes
+// on the cause and fails with it.
+func untilDone(cause chan<- error) worker.HandlerFunc {
+	return func(ctx context.Context, _ worker.Task) (any, error) {
+		<-ctx.Done()
+		cause <- context.Cause(ctx)
+		return nil, context.Cause(ctx)
+	}
+}
+
 // stopServing closes the API's port and every connection to it.
 func (x *weft) stopServing() {
 	x.mu.Lock()

@@ -295,11 +295,7 @@ func TestPushCancel(t *testing.T) {
 	x := serveWeft(t, 0)
 	w := newWorker(t, x, worker.Options{InlineWait: 10 * time.Millisecond, HeartbeatEvery: time.Hour})
 	cause := make(chan error, 1)
-	w.Handle("do", func(ctx context.Context, _ worker.Task) (any, error) {
-		<-ctx.Done()
-		cause <- context.Cause(ctx)
-		return nil, context.Cause(ctx)
-	})
+	w.Handle("do", untilDone(cause))
 	p := servePush(t, w)
 
 	id := x.start(t, oneTask, `{"n": 1}`)
@@ -476,11 +472,7 @@ func TestPushShutdownGraceEnds(t *testing.T) {
 		InlineWait: 10 * time.Millisecond, Grace: 100 * time.Millisecond,
 	})
 	cause := make(chan error, 1)
-	w.Handle("do", func(ctx context.Context, _ worker.Task) (any, error) {
-		<-ctx.Done()
-		cause <- context.Cause(ctx)
-		return nil, context.Cause(ctx)
-	})
+	w.Handle("do", untilDone(cause))
 	p := servePush(t, w)
 
 	x.start(t, oneTask, `{"n": 1}`)
