@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/weftworks/weft/definition"
 	"github.com/weftworks/weft/internal/servicetls"
@@ -41,13 +42,13 @@ func (e *Engine) DeleteService(ctx context.Context, name string) error {
 	if _, err := e.store.ServiceGet(ctx, name); err != nil {
 		return err
 	}
-	def, err := e.definitionNaming(ctx, name)
+	defs, err := e.definitionsNaming(ctx, name)
 	if err != nil {
 		return err
 	}
-	if def != "" {
-		return fmt.Errorf("service %s: active definition %s names it; deprecate it first: %w",
-			name, def, store.ErrInUse)
+	if len(defs) > 0 {
+		return fmt.Errorf("deleting service %s: active definitions name it (%s); deprecate them first: %w",
+			name, strings.Join(defs, ", "), store.ErrInUse)
 	}
 
 	if err := e.store.ServiceDelete(ctx, name); err != nil {
@@ -76,14 +77,15 @@ func (e *Engine) knownServices(ctx context.Context) (func(string) bool, error) {
 	return func(name string) bool { return slices.Contains(known, name) }, nil
 }
 
-// definitionNaming returns "name vN" of an active definition with a task
-// step on service, or "" when there is none.
-func (e *Engine) definitionNaming(ctx context.Context, service string) (string, error) {
+// definitionsNaming returns "name vN" of each active definition with a
+// task step on service.
+func (e *Engine) definitionsNaming(ctx context.Context, service string) ([]string, error) {
 	defs, err := e.store.DefinitionList(ctx, "")
 	if err != nil {
-		return "", fmt.Errorf("listing definitions: %w", err)
+		return nil, fmt.Errorf("listing definitions: %w", err)
 	}
 
+	var naming []string
 	for _, d := range defs {
 		if d.Status != store.DefinitionActive {
 			continue
@@ -99,9 +101,9 @@ func (e *Engine) definitionNaming(ctx context.Context, service string) (string, 
 			return true
 		}})
 		if names {
-			return fmt.Sprintf("%s v%d", d.Name, d.Version), nil
+			naming = append(naming, fmt.Sprintf("%s v%d", d.Name, d.Version))
 		}
 	}
 
-	return "", nil
+	return naming, nil
 }

@@ -68,9 +68,10 @@ type Options struct {
 	MaxInFlight int
 	// BackoffBase and BackoffMax shape the wait before an attempt is
 	// sent again after the service was unreachable: BackoffBase doubled
-	// per try, at most BackoffMax, with jitter. Defaults 500ms and 30s,
-	// so that the default dispatch limit of 10 tries spans about two
-	// minutes of outage.
+	// per try, at most BackoffMax, with jitter. Defaults 500ms and 3s:
+	// no longer than the breaker stays open, so that its probe finds an
+	// attempt to send as soon as it may; the default dispatch limit of 40
+	// tries then spans about two minutes of outage.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// BreakerFailures is how many unreachable calls in a row open a
@@ -93,7 +94,7 @@ func (o *Options) fill() {
 	setDefault(&o.RefreshInterval, 5*time.Second)
 	setDefault(&o.MaxInFlight, 64)
 	setDefault(&o.BackoffBase, 500*time.Millisecond)
-	setDefault(&o.BackoffMax, 30*time.Second)
+	setDefault(&o.BackoffMax, 3*time.Second)
 	setDefault(&o.BreakerFailures, 5)
 	setDefault(&o.BreakerOpen, 3*time.Second)
 	if o.Dial == nil {

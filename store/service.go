@@ -51,7 +51,7 @@ type Service struct {
 // Defaults of a push service's dispatch settings left at zero.
 const (
 	DefaultDispatchTimeout = 10 * time.Second
-	DefaultDispatchLimit   = 10
+	DefaultDispatchLimit   = 40
 )
 
 // Timeout is the service's dispatch timeout, or the default.

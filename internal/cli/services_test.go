@@ -89,6 +89,16 @@ func TestCLIServices(t *testing.T) {
 		t.Errorf("register naming an unknown service: exit %d, stderr %q", code, errOut)
 	}
 
+	named := writeFile(t, "named.yaml", "name: named\nversion: 1\nsteps:\n"+
+		"  - {id: shrink, type: task, service: thumbs, action: x}\n")
+	mustWeft(t, addr, "definition", "register", named)
+	_, errOut, code = weft(t, addr, "service", "delete", "thumbs")
+	if code == 0 || !strings.Contains(errOut, "named v1") || !strings.Contains(errOut, "deprecate") {
+		t.Errorf("delete of a service an active definition names: exit %d, stderr %q", code, errOut)
+	}
+	mustWeft(t, addr, "definition", "deprecate", "named", "1")
+	mustWeft(t, addr, "service", "delete", "thumbs")
+
 	if out := mustWeft(t, addr, "service", "delete", "exif"); out != "deleted service exif\n" {
 		t.Errorf("delete printed %q", out)
 	}

@@ -138,7 +138,7 @@ func (s *Store) ServiceDelete(ctx context.Context, name string) error {
 		}
 
 		if used > 0 {
-			return store.ErrInUse
+			return fmt.Errorf("tasks of it are queued or held: %w", store.ErrInUse)
 		}
 
 		n, err := w.exec(ctx, `DELETE FROM services WHERE name = ?`, name)

@@ -190,7 +190,7 @@ type Service struct {
 	DispatchTimeout *durationpb.Duration `protobuf:"bytes,8,opt,name=dispatch_timeout,json=dispatchTimeout,proto3" json:"dispatch_timeout,omitempty"`
 	// dispatch_limit is how many calls an attempt of a push service gets
 	// while the service is unreachable before the attempt fails with code
-	// dispatch_failed; 0 takes the default (10).
+	// dispatch_failed; 0 takes the default (40).
 	DispatchLimit int32 `protobuf:"varint,9,opt,name=dispatch_limit,json=dispatchLimit,proto3" json:"dispatch_limit,omitempty"`
 	// created_at is when the entry was first registered; set by weft.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`

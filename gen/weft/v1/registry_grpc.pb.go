@@ -44,7 +44,8 @@ type ServiceRegistryServiceClient interface {
 	// ListServices lists every entry ordered by name.
 	ListServices(ctx context.Context, in *ListServicesRequest, opts ...grpc.CallOption) (*ListServicesResponse, error)
 	// DeleteService removes an entry. It is NOT_FOUND when there is none,
-	// and FAILED_PRECONDITION while tasks of the service are queued or held.
+	// and FAILED_PRECONDITION (IN_USE) while an active definition names the
+	// service (deprecate those first) or tasks of it are queued or held.
 	DeleteService(ctx context.Context, in *DeleteServiceRequest, opts ...grpc.CallOption) (*DeleteServiceResponse, error)
 }
 
@@ -115,7 +116,8 @@ type ServiceRegistryServiceServer interface {
 	// ListServices lists every entry ordered by name.
 	ListServices(context.Context, *ListServicesRequest) (*ListServicesResponse, error)
 	// DeleteService removes an entry. It is NOT_FOUND when there is none,
-	// and FAILED_PRECONDITION while tasks of the service are queued or held.
+	// and FAILED_PRECONDITION (IN_USE) while an active definition names the
+	// service (deprecate those first) or tasks of it are queued or held.
 	DeleteService(context.Context, *DeleteServiceRequest) (*DeleteServiceResponse, error)
 	mustEmbedUnimplementedServiceRegistryServiceServer()
 }
