@@ -256,7 +256,10 @@ func (e *Engine) giveBack(t store.Task) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	if err := e.store.TaskRelease(ctx, e.opts.NodeID, t.ID, e.clock.Now()); err != nil {
+	err := e.store.TaskRelease(ctx, store.TaskReleaseParams{
+		Worker: e.opts.NodeID, ID: t.ID, VisibleAt: e.clock.Now(),
+	})
+	if err != nil {
 		e.log.Warn("releasing task failed", keyInstance, t.InstanceID, keyErr, err)
 	}
 }

@@ -60,9 +60,6 @@ type target struct {
 	svc store.Service
 	// inFlight counts the calls this node has open to the service.
 	inFlight int
-	// busy counts, per task, the calls the service answered
-	// RESOURCE_EXHAUSTED: they do not count against the dispatch limit.
-	busy map[int64]int
 }
 
 // DialOptions returns the transport options of a service's TLS settings:
@@ -127,7 +124,7 @@ func (d *Dispatcher) newTarget(svc store.Service) (*target, error) {
 	t := &target{
 		d: d, conn: conn, client: weftv1.NewStepWorkerServiceClient(conn),
 		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		svc: svc, busy: map[int64]int{},
+		svc: svc,
 	}
 	t.cb = gobreaker.NewCircuitBreaker[*weftv1.ExecuteTaskResponse](gobreaker.Settings{
 		Name:        svc.Name,
@@ -340,7 +337,7 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 	if !task.Deadline.IsZero() && !time.Now().Before(task.Deadline) {
 		// Past its start-to-close cap the attempt is the timeout's to
 		// end; sending it now would race that.
-		t.giveBack(task, task.Deadline.Add(t.d.opts.ClaimTTL))
+		t.giveBack(task, task.Deadline.Add(t.d.opts.ClaimTTL), false)
 		return
 	}
 
@@ -360,10 +357,6 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 		return t.client.ExecuteTask(callCtx, &weftv1.ExecuteTaskRequest{Task: msg})
 	})
 
-	if !busy(err) && !unreachable(err) {
-		defer t.forget(task.ID)
-	}
-
 	switch {
 	case err == nil:
 		task = t.start(task, time.Now())
@@ -377,19 +370,17 @@ func (t *target) send(ctx context.Context, svc store.Service, task store.Task) {
 	case ctx.Err() != nil:
 		// This node is stopping or the service changed: another claim
 		// sends the attempt again at once.
-		t.giveBack(task, time.Now())
+		t.giveBack(task, time.Now(), false)
 	case errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests):
 		// The breaker opened while the task was claimed: nothing was
 		// sent; the task waits out the breaker.
 		t.d.counters.Unreachable.Add(1)
-		t.noteBusy(task.ID)
-		t.giveBack(task, time.Now().Add(t.d.opts.BreakerOpen))
+		t.giveBack(task, time.Now().Add(t.d.opts.BreakerOpen), true)
 	case busy(err):
 		// The service is up and says it is full: send again after the
 		// wait it asks for; this spends no dispatch try.
 		t.d.counters.Busy.Add(1)
-		t.noteBusy(task.ID)
-		t.giveBack(task, time.Now().Add(retryDelay(err, t.backoff(1))))
+		t.giveBack(task, time.Now().Add(retryDelay(err, t.backoff(1))), true)
 	case unreachable(err):
 		t.d.counters.Unreachable.Add(1)
 		t.unreachable(svc, task, err)
@@ -470,46 +461,17 @@ func retryDelay(err error, def time.Duration) time.Duration {
 	return def
 }
 
-// maxBusy bounds the tasks whose busy answers a target remembers.
-const maxBusy = 10000
-
-func (t *target) noteBusy(id int64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-
-	if len(t.busy) >= maxBusy {
-		clear(t.busy)
-	}
-	t.busy[id]++
-}
-
-// tries is how many times a task was sent and found the service
-// unreachable: its claims, less the busy answers.
-func (t *target) tries(task store.Task) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-
-	return task.Claims - t.busy[task.ID]
-}
-
-func (t *target) forget(id int64) {
-	t.mu.Lock()
-	delete(t.busy, id)
-	t.mu.Unlock()
-}
-
 // unreachable sends the attempt again after a backoff, or fails it when
 // its dispatch limit is spent.
 func (t *target) unreachable(svc store.Service, task store.Task, err error) {
-	if tries := t.tries(task); tries >= svc.Limit() {
-		t.forget(task.ID)
+	if task.Claims >= svc.Limit() {
 		t.d.counters.Exhausted.Add(1)
 		t.d.log.Warn("dispatch limit spent", keyService, svc.Name, keyInstance, task.InstanceID,
 			keyStep, task.StepID, keyAttempt, task.Attempt, keyErr, err)
 		t.report(task, engine.ReportParams{Err: &engine.Error{
 			Code: "dispatch_failed",
 			Message: fmt.Sprintf("service %s unreachable after %d dispatch tries: %v",
-				svc.Name, tries, err),
+				svc.Name, task.Claims, err),
 			Retryable: true,
 		}})
 		return
@@ -517,7 +479,7 @@ func (t *target) unreachable(svc store.Service, task store.Task, err error) {
 
 	t.d.log.Debug("service unreachable", keyService, svc.Name, keyInstance, task.InstanceID,
 		keyStep, task.StepID, keyErr, err)
-	t.giveBack(task, time.Now().Add(t.backoff(t.tries(task))))
+	t.giveBack(task, time.Now().Add(t.backoff(task.Claims)), false)
 }
 
 // backoff is the wait before the try after the n-th: BackoffBase
@@ -596,13 +558,16 @@ func (t *target) report(task store.Task, p engine.ReportParams) {
 	}
 }
 
-// giveBack releases a claimed task, to be claimed again at visibleAt.
-func (t *target) giveBack(task store.Task, visibleAt time.Time) {
+// giveBack releases a claimed task, to be claimed again at visibleAt;
+// an unsent one spends no dispatch try.
+func (t *target) giveBack(task store.Task, visibleAt time.Time, unsent bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 	defer cancel()
 
-	if err := t.d.st.TaskRelease(ctx, t.d.opts.NodeID, task.ID, visibleAt); err != nil &&
-		!errors.Is(err, store.ErrNotFound) {
+	err := t.d.st.TaskRelease(ctx, store.TaskReleaseParams{
+		Worker: t.d.opts.NodeID, ID: task.ID, VisibleAt: visibleAt, Unsent: unsent,
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		t.d.log.Warn("releasing push task failed", keyService, task.Service,
 			keyInstance, task.InstanceID, keyErr, err)
 	}

@@ -317,7 +317,8 @@ type Task struct {
 	// ClaimedBy and ClaimExpires hold the worker's claim.
 	ClaimedBy    string
 	ClaimExpires time.Time
-	// Claims counts the claims taken on this attempt.
+	// Claims counts the claims taken on this attempt, less those given
+	// back Unsent.
 	Claims int
 	// StartToClose and Heartbeat are the attempt's limits, applied when
 	// the task is first claimed; 0 for none.
@@ -487,8 +488,8 @@ type Store interface {
 	TaskStart(ctx context.Context, p TaskStartParams) (Task, error)
 	// TaskExtend moves the claim expiry of tasks the worker holds.
 	TaskExtend(ctx context.Context, worker string, ids []int64, until time.Time) error
-	// TaskRelease gives a claimed task back, visible again at visibleAt.
-	TaskRelease(ctx context.Context, worker string, id int64, visibleAt time.Time) error
+	// TaskRelease gives a claimed task back, visible again at VisibleAt.
+	TaskRelease(ctx context.Context, p TaskReleaseParams) error
 	// TaskList lists tasks, of one instance when instanceID is set.
 	TaskList(ctx context.Context, instanceID string) ([]Task, error)
 
@@ -753,6 +754,18 @@ type TaskClaimParams struct {
 	// attempt, so that a service that cannot be reached runs down none
 	// of the attempt's timeouts.
 	NoStart bool
+}
+
+// TaskReleaseParams gives a claimed task back.
+type TaskReleaseParams struct {
+	Worker string
+	ID     int64
+	// VisibleAt is when the task may be claimed again.
+	VisibleAt time.Time
+	// Unsent says the claim was not used (the service was not called:
+	// its breaker was open, or it answered it is full): it does not
+	// count in Claims, and so spends no dispatch try.
+	Unsent bool
 }
 
 // TaskStartParams starts the step of a task claimed with NoStart.

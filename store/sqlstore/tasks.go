@@ -389,12 +389,19 @@ func (s *Store) TaskExtend(ctx context.Context, worker string, ids []int64, unti
 	return nil
 }
 
-// TaskRelease gives a claimed task back, visible again at visibleAt;
-// ErrNotFound when the worker does not hold it.
-func (s *Store) TaskRelease(ctx context.Context, worker string, id int64, visibleAt time.Time) error {
+// TaskRelease gives a claimed task back, visible again at VisibleAt, its
+// claim uncounted when Unsent; ErrNotFound when the worker does not hold
+// it.
+func (s *Store) TaskRelease(ctx context.Context, p store.TaskReleaseParams) error {
+	unsent := 0
+	if p.Unsent {
+		unsent = 1
+	}
+
 	err := s.write(ctx, func(ctx context.Context, w *writer) error {
 		n, err := w.exec(ctx, `UPDATE dispatch_tasks SET claimed_by = '', claim_expires = NULL,
-			visible_at = ? WHERE id = ? AND claimed_by = ?`, ms(visibleAt), id, worker)
+			visible_at = ?, claims = claims - ? WHERE id = ? AND claimed_by = ?`,
+			ms(p.VisibleAt), unsent, p.ID, p.Worker)
 		if err == nil && n == 0 {
 			err = store.ErrNotFound
 		}
@@ -404,7 +411,7 @@ func (s *Store) TaskRelease(ctx context.Context, worker string, id int64, visibl
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("releasing task %d: %w", id, err)
+		return fmt.Errorf("releasing task %d: %w", p.ID, err)
 	}
 
 	return nil

@@ -209,12 +209,23 @@ func Tasks(t *testing.T, open func(*testing.T) store.Store) {
 		equal(t, "still held", len(e.claimTasks("w2", 1, 30*time.Minute)), 0)
 		isErr(t, e.s.TaskExtend(e.ctx, "w2", []int64{task.ID}, e.at(time.Hour)), store.ErrNotFound)
 
-		isErr(t, e.s.TaskRelease(e.ctx, "w2", task.ID, e.now), store.ErrNotFound)
-		ok(t, e.s.TaskRelease(e.ctx, "w1", task.ID, e.at(time.Minute)))
+		release := func(worker string, at time.Time, unsent bool) error {
+			return e.s.TaskRelease(e.ctx, store.TaskReleaseParams{
+				Worker: worker, ID: task.ID, VisibleAt: at, Unsent: unsent,
+			})
+		}
+		isErr(t, release("w2", e.now, false), store.ErrNotFound)
+		ok(t, release("w1", e.at(time.Minute), false))
 		equal(t, "not yet visible", len(e.claimTasks("w2", 1, 0)), 0)
 		got := e.claimTasks("w2", 1, time.Minute)
 		equal(t, "visible again", len(got), 1)
 		equal(t, "claims", got[0].Claims, 2)
+
+		ok(t, e.s.TaskRelease(e.ctx, store.TaskReleaseParams{
+			Worker: "w2", ID: task.ID, VisibleAt: e.at(time.Minute), Unsent: true,
+		}))
+		got = e.claimTasks("w1", 1, time.Minute)
+		equal(t, "an unsent claim does not count", got[0].Claims, 2)
 	})
 }
 
