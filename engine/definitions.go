@@ -46,6 +46,19 @@ func (d *definitions) graph(ctx context.Context, name string, version int) (*def
 	return d.compile(rec)
 }
 
+// compiled returns the graph of a stored definition, from the cache when
+// it is there.
+func (d *definitions) compiled(rec store.Definition) (*definition.Graph, error) {
+	d.mu.RLock()
+	g, ok := d.graphs[defKey{rec.Name, rec.Version}]
+	d.mu.RUnlock()
+	if ok {
+		return g, nil
+	}
+
+	return d.compile(rec)
+}
+
 func (d *definitions) compile(rec store.Definition) (*definition.Graph, error) {
 	def, err := definition.Parse(rec.Source)
 	if err != nil {

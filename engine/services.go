@@ -91,17 +91,15 @@ func (e *Engine) definitionsNaming(ctx context.Context, service string) ([]strin
 			continue
 		}
 
-		parsed, err := definition.Parse(d.Source)
+		g, err := e.defs.compiled(d)
 		if err != nil {
-			continue
+			return nil, err
 		}
-		names := false
-		_, _ = definition.CompileWith(parsed, definition.CompileOptions{KnownService: func(s string) bool {
-			names = names || s == service
-			return true
-		}})
-		if names {
-			naming = append(naming, fmt.Sprintf("%s v%d", d.Name, d.Version))
+		for _, n := range g.Nodes {
+			if n.Kind == definition.KindTask && n.Service == service {
+				naming = append(naming, fmt.Sprintf("%s v%d", d.Name, d.Version))
+				break
+			}
 		}
 	}
 
