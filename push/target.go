@@ -217,7 +217,7 @@ func (t *target) run(parent context.Context) {
 		case gobreaker.StateOpen:
 			// No claim while the service is down: its backlog waits in
 			// the store without spending dispatch tries.
-			_ = sleep(ctx, t.d.opts.BreakerOpen/4)
+			t.pause(ctx, t.d.opts.BreakerOpen/4)
 			continue
 		case gobreaker.StateHalfOpen:
 			limit = 1
@@ -235,7 +235,7 @@ func (t *target) run(parent context.Context) {
 				failing = engine.FailureBackoff(failing, t.d.opts.PollInterval)
 				t.d.log.Warn("claiming push tasks failed", keyService, svc.Name, keyErr, err,
 					keyBackoff, failing)
-				_ = sleep(ctx, failing)
+				t.pause(ctx, failing)
 			}
 			continue
 		}
@@ -589,17 +589,5 @@ func (t *target) cancel(a engine.Attempt, reason string) {
 	if err != nil {
 		t.d.log.Info("cancelling push task failed", keyService, a.Service, keyInstance, a.InstanceID,
 			keyStep, a.StepID, keyCode, status.Code(err).String(), keyErr, err)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
 	}
 }
