@@ -304,7 +304,7 @@ func (e *Engine) commit(ctx context.Context, r *run) error {
 		e.counters.Dispatched.Add(int64(r.dispatched))
 		e.tasksReady()
 	}
-	if r.stopWorkers {
+	if len(r.stopped) > 0 {
 		e.handlers.cancelInstance(r.inst.ID)
 		e.stopping(ctx, r.inst, r.stopped)
 	}

@@ -214,7 +214,6 @@ func (r *run) delivering() (map[int64]bool, error) {
 // stopAttempt notes that the attempt in flight on p is no longer
 // needed, so that its worker is told once the transition commits.
 func (r *run) stopAttempt(p *ptr) {
-	r.stopWorkers = true
 	r.stopped = append(r.stopped, Attempt{
 		InstanceID: r.inst.ID, StepID: p.node.ID, PointerID: p.row.ID,
 		Attempt: p.row.Attempt, Service: p.row.Service, Token: p.row.Token,

@@ -58,12 +58,11 @@ type run struct {
 	dataDirty bool
 	// dataGrowth is how many bytes of output this run wrote into data,
 	// an upper bound of its growth until dataOverLimit measures it.
-	dataGrowth  int
-	final       bool
-	keepBlocks  bool
-	jumps       int
-	dispatched  int
-	stopWorkers bool
+	dataGrowth int
+	final      bool
+	keepBlocks bool
+	jumps      int
+	dispatched int
 	// stopped are the attempts in flight this run asked to stop.
 	stopped []Attempt
 	err     error
