@@ -286,14 +286,15 @@ func (s *signal) notify() {
 	defer s.mu.Unlock()
 
 	for _, ch := range s.chans {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+		wakeChan(ch)
 	}
 }
 
-func (e *Engine) wake(ch chan struct{}) {
+func (e *Engine) wake(ch chan struct{}) { wakeChan(ch) }
+
+// wakeChan signals ch without blocking; a signal already there stands
+// for this one.
+func wakeChan(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:
