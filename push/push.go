@@ -201,10 +201,7 @@ func (d *Dispatcher) wakeAll() {
 	defer d.mu.Unlock()
 
 	for _, t := range d.targets {
-		select {
-		case t.wake <- struct{}{}:
-		default:
-		}
+		signal(t.wake)
 	}
 }
 

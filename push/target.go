@@ -162,10 +162,7 @@ func (t *target) update(svc store.Service) {
 	t.mu.Unlock()
 
 	if changed {
-		select {
-		case t.kick <- struct{}{}:
-		default:
-		}
+		signal(t.kick)
 	}
 }
 
@@ -295,10 +292,7 @@ func (t *target) release() {
 	t.inFlight--
 	t.mu.Unlock()
 
-	select {
-	case t.freed <- struct{}{}:
-	default:
-	}
+	signal(t.freed)
 }
 
 func (t *target) waitFreed(ctx context.Context) {
@@ -317,6 +311,15 @@ func (t *target) idle(ctx context.Context) {
 	case <-t.freed:
 	case <-t.kick:
 	case <-time.After(t.d.opts.PollInterval):
+	}
+}
+
+// signal wakes whoever waits on ch, without blocking; a signal already
+// there stands for this one.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
